@@ -1,0 +1,15 @@
+"""inertia's optimizers: drop-in ``torch.optim.Optimizer`` subclasses.
+
+Each algorithm is a chain of gradient transformations (:mod:`inertia.optim.transforms`);
+the classes only manage state and parameter groups (:mod:`inertia.optim.base`).
+"""
+from .adagrad import Adagrad
+from .adam import Adam, AdamW
+from .base import NonFiniteGradientError, Optimizer
+from .layerwise import LAMB, LARS
+from .lion import Lion
+from .rmsprop import RMSprop
+from .sgd import SGD, Momentum
+
+__all__ = ["Optimizer", "NonFiniteGradientError", "SGD", "Momentum", "RMSprop", "Adam", "AdamW",
+           "Adagrad", "Lion", "LAMB", "LARS"]

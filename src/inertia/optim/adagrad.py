@@ -1,0 +1,57 @@
+"""Adagrad (Duchi, Hazan & Singer, 2011)."""
+from __future__ import annotations
+
+from typing import Any
+
+from . import _checks
+from . import transforms as T
+from .base import Optimizer
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad; the same as ``torch.optim.Adagrad``.
+
+    .. math::
+        g \leftarrow g + \lambda p,\quad s \leftarrow s + g^2,\quad
+        p \leftarrow p - \frac{\eta}{1 + (t-1)\,d}\;\frac{g}{\sqrt{s} + \epsilon}
+
+    Each coordinate's step shrinks with the total squared gradient it has seen, which
+    suits sparse features: rare ones keep large steps.
+
+    Args:
+        lr: :math:`\eta` (default 1e-2). lr_decay: :math:`d` (default 0).
+        weight_decay: :math:`\lambda` (default 0).
+        initial_accumulator_value: starting :math:`s` (default 0). eps: default 1e-10.
+
+    Example:
+        >>> import torch, inertia
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = inertia.Adagrad([w], lr=0.5)
+        >>> (w ** 2).sum().backward(); opt.step()
+        >>> round(w.item(), 4)  # 1 - 0.5 * 2 / sqrt(4)
+        0.5
+    """
+
+    def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10,
+                 **options: Any) -> None:
+        defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                        initial_accumulator_value=initial_accumulator_value, eps=eps)
+        super().__init__(params, defaults, **options)
+
+    @classmethod
+    def check(cls, group):
+        _checks.learning_rate(group["lr"])
+        _checks.non_negative("lr_decay", group["lr_decay"])
+        _checks.non_negative("weight_decay", group["weight_decay"])
+        _checks.non_negative("initial_accumulator_value", group["initial_accumulator_value"])
+        _checks.positive("eps", group["eps"])
+
+    @staticmethod
+    def rule(group):
+        return T.chain(
+            T.add_decayed_weights(group["weight_decay"]),
+            T.scale_by_adagrad(group["eps"], group["initial_accumulator_value"]),
+            T.scale_by_inverse_time(group["lr_decay"]),
+            T.scale_by_learning_rate(group["lr"]),
+        )
