@@ -1,4 +1,5 @@
 """inertia: gradient-descent optimizers for PyTorch, and a lab to compare them."""
+from . import schedules
 from .data import minibatches
 from .optim import (
     LAMB, LARS, SGD, Adagrad, Adam, AdamW, Lion, Momentum, NonFiniteGradientError, RMSprop,
@@ -6,4 +7,4 @@ from .optim import (
 
 __version__ = "0.1.0"
 __all__ = ["SGD", "Momentum", "RMSprop", "Adam", "AdamW", "Adagrad", "Lion", "LAMB", "LARS",
-           "NonFiniteGradientError", "minibatches", "__version__"]
+           "NonFiniteGradientError", "minibatches", "schedules", "__version__"]
