@@ -47,7 +47,8 @@ class Optimizer(torch.optim.Optimizer):
       Either way the state is never poisoned.
     * ``sparse`` (``"dense"``): how sparse (COO) gradients are applied. ``"dense"`` is exactly
       the update of the densified gradient; ``"lazy"`` updates only the rows present, and only
-      their state (like torch's SparseAdam), which is what embedding tables want.
+      their state (like torch's SparseAdam), which is what embedding tables want. The step
+      count is global, and the trust ratios of LAMB/LARS are taken over the rows present.
     * ``state_dtype`` (None): dtype of the optimizer state; None keeps the parameter's dtype.
       ``torch.bfloat16`` halves the state's memory traffic; the update is still computed in
       float32.
@@ -145,9 +146,6 @@ class Optimizer(torch.optim.Optimizer):
             self.skipped_steps += 1
             return loss
         for group, params in work:
-            for p in params:
-                if p.grad.is_sparse and p.grad.layout != torch.sparse_coo:
-                    _checks._fail("gradient layout", p.grad.layout, "only sparse COO is supported")
             if not self._fused_update(group, params):
                 self._reference_update(group, params)
         return loss
@@ -156,7 +154,7 @@ class Optimizer(torch.optim.Optimizer):
         """Check every gradient before anything is written; apply the group's policy."""
         bad_policy = None
         for group, params in work:
-            grads = [p.grad._values() if p.grad.is_sparse else p.grad for p in params]
+            grads = [_stored_values(p.grad) for p in params]
             if _all_finite(grads):
                 continue
             if group["nonfinite"] == "raise":
@@ -216,6 +214,15 @@ def _lazy_apply(rule: Transform, p: Tensor, grad: Tensor, state: dict, cd: torch
     p[rows] = (param + update).to(p.dtype)
     for key, value in changed.items():
         state[key][rows] = value.to(state[key].dtype)
+
+
+def _stored_values(grad: Tensor) -> Tensor:
+    """The numbers a gradient holds: itself, or the values of a sparse COO gradient."""
+    if grad.layout == torch.strided:
+        return grad
+    if grad.layout != torch.sparse_coo:
+        _checks._fail("gradient layout", grad.layout, "only strided and sparse COO are supported")
+    return grad._values()
 
 
 def _all_finite(tensors: list[Tensor]) -> bool:
