@@ -411,10 +411,3 @@ def test_embedding_with_sparse_gradients_trains():
         first = first if first is not None else loss.item()
     assert loss.item() < 0.5 * first
 
-
-def test_sparse_layouts_other_than_coo_are_refused():
-    p = torch.nn.Parameter(torch.zeros(3, 3))
-    opt = inertia.Adam([p])
-    p.grad = torch.eye(3).to_sparse_csr()
-    with pytest.raises(ValueError, match="Invalid gradient layout: torch.sparse_csr"):
-        opt.step()
