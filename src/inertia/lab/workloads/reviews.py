@@ -210,11 +210,15 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
             p.requires_grad_(True)
         return model.train().to(device)
 
-    def batches(seed: int, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:
+    default_batch = batch_size
+
+    def batches(seed: int, device: torch.device,
+                batch_size: int = default_batch) -> Iterator[tuple[torch.Tensor, ...]]:
         x = inputs("train", train_tok, train_subset)
         mask, labels = train_tok["mask"], train_tok["labels"]
         gen = torch.Generator().manual_seed(seed)
         n = len(labels)
+        batch_size = min(batch_size, n)  # a batch larger than the data is the whole data
         while True:
             order = torch.randperm(n, generator=gen)
             for start in range(0, n - batch_size + 1, batch_size):
@@ -255,6 +259,9 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
         target=target,
         steps=steps,
         eval_every=eval_every,
+        options={"trainable_layers": trainable_layers, "max_len": max_len,
+                 "train_subset": train_subset, "test_subset": test_subset},
+        batch_size=batch_size,
         # The usual fine-tuning scales (BERT recipes use Adam around 2e-5..1e-4); the claims
         # suite sweeps a decade either side of each optimizer's own default as well.
         default_lr={"sgd": 1e-2, "momentum": 1e-2, "rmsprop": 1e-4, "adam": 1e-4, "adamw": 1e-4,
