@@ -87,7 +87,7 @@ def valley(noise: float = 0.0, steps: int = 150) -> Workload:
     """The seed's narrow valley: zig-zag for plain GD, damped by momentum."""
     return _surface(
         "valley", valley_fn, (-4.5, 1.0), noise, target=1e-2, steps=steps, eval_every=5,
-        default_lr={"sgd": 0.036, "momentum": 0.3, "rmsprop": 0.05, "adam": 0.2, "adamw": 0.2,
+        default_lr={"sgd": 0.036, "momentum": 0.05, "rmsprop": 0.05, "adam": 0.2, "adamw": 0.2,
                     "adagrad": 1.0, "lion": 0.05, "lamb": 0.05, "lars": 1.0},
         xlim=(-5.5, 1.5), ylim=(-1.6, 1.6), minimum=(0.0, 0.0), log=False,
         description="narrow 2-D quadratic valley (condition number 50)")

@@ -1,0 +1,178 @@
+"""The ``inertia`` command: parse arguments and dispatch to :mod:`inertia.lab`; nothing else.
+
+    inertia compare [--workload W ...] [--optimizer ENTRY ...] [--seeds 0,1,2] [--out DIR]
+    inertia compare --suite NAME [--quick]
+    inertia report DB --out DIR
+    inertia workloads
+    inertia optimizers
+
+Errors a user can fix (unknown names, invalid hyperparameters, an unusable output folder or
+database) print one line and exit with status 2; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Sequence
+
+ENTRY_HELP = """\
+optimizer entries (--optimizer, repeatable):
+  NAME[:KEY=VALUE,...][;schedule=SCHEDULE][;batch=N][;label=TEXT]
+    adam                                 the workload's default lr for adam
+    "adam:lr=1e-3,betas=(0.9,0.99)"      values are Python literals
+    "sgd:lr=0.1,momentum=0.9;schedule=cosine"
+    "sgd:lr=0.5;batch=1;label=stochastic"   batch size (workloads with one: minibatch, mnist-*)
+  names: sgd momentum rmsprop adam adamw adagrad lion lamb lars (see `inertia optimizers`)
+  quote entries in the shell: ';' and '(' are special there.
+
+schedules (all start from the entry's lr; they count steps):
+  constant | cosine[(lr_min=..,T=..)] | exponential(k=..) | inverse_time(k=..)
+  | step(every=..,factor=..) | warmup(steps=..), joined by '+': "warmup(steps=50)+cosine"
+  (a part that is not last needs a length: warmup uses steps=, others len=)
+
+workloads (--workload, repeatable): NAME[:OPTION=VALUE,...], e.g. valley-noisy:noise=0.5
+  (see `inertia workloads`)
+
+With no arguments, `inertia compare` runs the lesson's headline comparison (Adam, RMSprop,
+Momentum, SGD on mnist-cnn and valley, 3 seeds; a few minutes on a laptop) into
+./inertia-report/. Results go to DIR/runs.sqlite; rerunning the same command skips finished
+runs, so an interrupted comparison resumes.
+"""
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seeds {text!r} (expected e.g. 0,1,2)") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("need at least one seed")
+    return seeds
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r} (must be a positive integer)")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inertia", description="Compare gradient-descent optimizers side by side.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("compare", help="run optimizers side by side and write a report",
+                       description="Run optimizer entries on workloads over seeds; write a report.",
+                       epilog=ENTRY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("-w", "--workload", action="append", metavar="W", help="workload (repeatable); default: mnist-cnn and valley")
+    c.add_argument("-o", "--optimizer", action="append", metavar="ENTRY",
+                   help="optimizer entry (repeatable); default: each workload's own entries, else adam, rmsprop, momentum, sgd")
+    c.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (default 0,1,2)")
+    c.add_argument("--steps", type=_positive, default=None, help="override every workload's step budget")
+    c.add_argument("--out", default="inertia-report", help="report folder (default ./inertia-report)")
+    c.add_argument("--db", default=None, help="results database (default OUT/runs.sqlite)")
+    c.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    c.add_argument("--title", default="", help="report title")
+    c.add_argument("--suite", default=None, help="run a named suite instead (headline, surfaces, minibatch, seed-claims)")
+    c.add_argument("--quick", action="store_true", help="with --suite: a short smoke version")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bars (they only show on a terminal anyway)")
+
+    r = sub.add_parser("report", help="regenerate a report from a results database alone")
+    r.add_argument("db", help="results database (e.g. inertia-report/runs.sqlite)")
+    r.add_argument("--out", required=True, help="report folder")
+    r.add_argument("--comparison", type=int, default=None, help="comparison id (default: the latest)")
+    r.add_argument("--all", action="store_true", help="every run in the database, not one comparison")
+
+    sub.add_parser("workloads", help="list the workloads")
+    sub.add_parser("optimizers", help="list the optimizers and their defaults")
+    return parser
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"inertia: error: {message}", file=sys.stderr)
+    return code
+
+
+def _compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .lab import api
+    from .lab.progress import format_table
+
+    if args.suite:
+        if args.workload or args.optimizer:
+            return _fail("--suite runs its own workloads and optimizers; drop --workload/--optimizer")
+        table = api.run_suite(args.suite, out=args.out, quick=args.quick, quiet=args.quiet, seeds=args.seeds)
+    else:
+        if args.quick:
+            return _fail("--quick applies to --suite only; use --steps to shorten a comparison")
+        table = api.compare(args.workload, args.optimizer, seeds=args.seeds or api.DEFAULT_SEEDS, out=args.out,
+                            db=args.db, steps=args.steps, device=args.device, quiet=args.quiet,
+                            title=args.title, command=" ".join(["inertia", *map(shlex.quote, argv)]))
+    print(format_table(table) if "rank" in getattr(table, "columns", ()) else table.to_string())
+    print(f"\nreport: {args.out}/report.html (also report.md, summary.json, PNGs)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .lab import api
+    from .lab.progress import format_table
+
+    result = api.report(args.db, args.out, comparison=args.comparison, all_runs=args.all)
+    print(format_table(result["summary"]))
+    print(f"\nreport: {args.out}/report.html")
+    return 0
+
+
+def _workloads() -> int:
+    from .lab.workloads import describe
+
+    rows = describe()
+    width = max(len(n) for n, _ in rows)
+    for name, text in rows:
+        print(f"{name.ljust(width)}  {text}")
+    return 0
+
+
+def _optimizers() -> int:
+    from .lab.specs import describe_optimizers
+
+    rows = describe_optimizers()
+    width = max(len(n) for n, _, _ in rows)
+    for name, text, defaults in rows:
+        args = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+        print(f"{name.ljust(width)}  {text}\n{' ' * width}  defaults: {args}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    from .lab.api import OutputError
+    from .lab.specs import SpecError
+    from .lab.store import StoreError
+    from .lab.workloads import UnknownWorkloadError
+
+    try:
+        if args.command == "compare":
+            return _compare(args, argv)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "workloads":
+            return _workloads()
+        return _optimizers()
+    except (SpecError, UnknownWorkloadError, StoreError, OutputError, ValueError, ImportError) as exc:
+        # the optimizers' own ValueError messages ("Invalid learning rate: -1 ...") pass through as is
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        db = getattr(args, "db", None) or f"{getattr(args, 'out', 'inertia-report')}/runs.sqlite"
+        return _fail(f"interrupted; finished runs are saved in {db}: rerun the same command to resume", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
