@@ -1,0 +1,110 @@
+"""The results database: whole runs only, resume without redoing, refusal of foreign databases."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from inertia.lab import api, runner, store
+
+ENTRIES = ["adam", "sgd"]
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def _count(db):
+    with sqlite3.connect(db) as conn:
+        return (conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0],
+                conn.execute("SELECT COUNT(DISTINCT run_key) FROM series").fetchone()[0])
+
+
+def test_interrupted_comparison_resumes_without_redoing(tmp_path, monkeypatch):
+    real_train = runner.train
+    calls = []
+
+    def flaky(workload, spec, seed, **kw):
+        if len(calls) == 3:  # the 4th run dies part-way through training
+            raise Boom("killed")
+        calls.append((spec.name, seed))
+        return real_train(workload, spec, seed, **kw)
+
+    monkeypatch.setattr(runner, "train", flaky)
+    with pytest.raises(Boom):
+        api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=10)
+    assert _count(tmp_path / "runs.sqlite") == (3, 3)  # whole runs only
+    assert not (tmp_path / "report.html").exists()
+
+    done = []
+    monkeypatch.setattr(runner, "train", lambda w, s, seed, **kw: done.append((s.name, seed)) or real_train(w, s, seed, **kw))
+    table = api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=10)
+    assert sorted(done) == sorted({(e, s) for e in ENTRIES for s in (0, 1, 2)} - set(calls))
+    assert _count(tmp_path / "runs.sqlite") == (6, 6)
+    assert list(table["seeds"]) == [3, 3]
+
+    done.clear()
+    api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=10)
+    assert done == []  # everything finished: nothing retrained
+    done.clear()
+    api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=11)
+    assert len(done) == 6  # another budget is another run
+
+
+def test_a_failing_write_leaves_no_half_run(tmp_path, monkeypatch):
+    w = api.resolve_workload("valley").with_budget(5)
+    rec = runner.train(w, api.resolve_entries(["adam"], w)[0], 0)
+    monkeypatch.setattr(store, "_SERIES", store._SERIES + ("missing",))
+    with store.Store(tmp_path / "r.sqlite") as db:
+        with pytest.raises(KeyError):
+            db.save(rec, w.info())
+        assert not db.has(rec.key)
+    assert _count(tmp_path / "r.sqlite") == (0, 0)
+
+
+def test_round_trip_keeps_everything(tmp_path):
+    w = api.resolve_workload("valley").with_budget(6, eval_every=3)
+    rec = runner.train(w, api.resolve_entries(["momentum:lr=0.02"], w)[0], 4)
+    with store.Store(tmp_path / "r.sqlite") as db:
+        db.save(rec, w.info())
+    with store.Store(tmp_path / "r.sqlite", readonly=True) as db:
+        (back,) = db.runs()
+        assert db.workload_info(rec.workload_config)["extras"]["contour"]["minimum"] == [0.0, 0.0]
+    assert back == rec
+    assert back.versions["torch"] and back.hparams == {"lr": 0.02}
+
+
+def test_incompatible_schema_version_is_refused_untouched(tmp_path):
+    db = tmp_path / "runs.sqlite"
+    store.Store(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    before = db.read_bytes()
+    with pytest.raises(store.IncompatibleDatabaseError, match="schema version 99.*reads version 1.*nothing was changed"):
+        api.compare(["valley"], ["adam"], seeds=[0], out=tmp_path, steps=3)
+    assert db.read_bytes() == before
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_foreign_files_are_refused(tmp_path):
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(store.IncompatibleDatabaseError, match="not an inertia results database"):
+        store.Store(other)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(store.StoreError):
+        store.Store(junk)
+    assert junk.read_bytes() == b"this is not sqlite at all" * 100
+
+
+def test_diverged_run_is_recorded_not_raised(tmp_path):
+    table = api.compare(["rosenbrock"], ["sgd:lr=0.5", "adam:lr=0.01"], seeds=[0, 1], out=tmp_path, steps=30)
+    runs = api.load_runs(tmp_path / "runs.sqlite")
+    bad = runs[runs["optimizer"] == "sgd(lr=0.5)"]
+    assert (bad["status"] == "diverged").all()
+    assert (bad["steps_to_target"] == float("inf")).all()
+    row = table[table["optimizer"] == "sgd(lr=0.5)"].iloc[0]
+    assert row["diverged"] == 2 and row["reached"] == "0/2"
+    assert "diverged" in (tmp_path / "report.md").read_text()
