@@ -1,0 +1,90 @@
+"""numba primitives for kernels that walk raw tensor memory.
+
+A CPU kernel receives each tensor as an ``int64`` address (``Tensor.data_ptr()``) and
+turns it into an array view inside compiled code, so one call can sweep any number of
+tensors without a Python loop. Storage dtypes are told apart by *marker* arrays (empty
+arrays of the storage dtype); numba specialises the kernel on their types.
+
+bfloat16 has no numba type: it is stored as ``uint16`` (its bit pattern) and widened to
+float32 by a 16-bit shift. Narrowing rounds to nearest-even exactly as torch does
+(``c10::BFloat16``), so a state written here is bit-identical to one written by
+``tensor.to(torch.bfloat16)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+_I32 = ir.IntType(32)
+
+
+@intrinsic
+def address(typingctx, addr, marker):
+    """``int64`` address -> typed pointer to elements of ``marker``'s dtype."""
+    sig = types.CPointer(marker.dtype)(addr, marker)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+    return sig, codegen
+
+
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    sig = types.float32(bits)
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if v.type.width > 32:
+            v = builder.trunc(v, _I32)
+        return builder.bitcast(v, ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _bits_from_f32(typingctx, x):
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], _I32)
+
+    return sig, codegen
+
+
+@njit
+def _bf16_round(x):
+    # Round-to-nearest-even on the 16 dropped bits; NaN becomes the canonical quiet NaN.
+    bits = np.int64(_bits_from_f32(np.float32(x)))
+    if x != x:
+        return np.uint16(0x7FC0)
+    return np.uint16((bits + (((bits >> 16) & 1) + 0x7FFF)) >> 16)
+
+
+def ld(a, i):
+    """Element ``i`` of ``a``, widened to its compute type (bf16 bits -> float32)."""
+
+
+def st(a, i, x):
+    """Store ``x`` at ``a[i]`` in ``a``'s storage type (float32 -> bf16 bits rounds)."""
+
+
+@overload(ld)
+def _ld(a, i):
+    if a.dtype == types.uint16:
+        return lambda a, i: _f32_from_bits(np.uint32(a[i]) << np.uint32(16))
+    return lambda a, i: a[i]
+
+
+@overload(st)
+def _st(a, i, x):
+    if a.dtype == types.uint16:
+        def store(a, i, x):
+            a[i] = _bf16_round(x)
+        return store
+
+    def plain(a, i, x):
+        a[i] = x
+    return plain

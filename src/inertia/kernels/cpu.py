@@ -1,0 +1,180 @@
+"""numba CPU kernels: one parallel sweep over every tensor of a parameter group.
+
+Design. A group's tensors are cut into chunks of at most ``CHUNK`` elements; a table
+``(tensor, start, stop)`` of all chunks is the ``prange`` domain, so the two-or-more
+cores split the group's memory evenly whatever the tensor sizes, and each core streams
+contiguous runs of every array. Tensors arrive as a ``(T, 5)`` table of addresses (param,
+grad, three state slots); the kernel turns row ``t`` into array views, and the inner loop
+calls the algorithm's scalar rule (:mod:`inertia.kernels.rules`), which numba inlines and
+LLVM vectorises. The rule number is a compile-time literal, so each algorithm gets its own
+machine code while there is one driver to read.
+
+Specialisations: one per (rule, parameter storage, state storage, compute dtype). Variants
+(amsgrad, nesterov, centered, ...) are runtime flags hoisted out of the inner loop, so they
+cost no extra compile. Everything is ``cache=True``: the first process pays the JIT (see
+``docs/kernels.md``), later ones load machine code from ``__pycache__``.
+
+Only the chunk table is cached between steps (keyed by the tensor sizes); addresses are
+re-read every step, since ``zero_grad(set_to_none=True)``, ``load_state_dict`` or
+``p.data = ...`` may move any tensor.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import carray, literally, njit, prange
+
+from ._memory import address, ld
+from .algos import Algo, trust_ratio
+from .rules import elem
+
+CHUNK = 1 << 15  # elements: 128 KiB of float32, a few arrays' worth fits in L2
+_F32 = np.empty(0, np.float32)
+_MARKERS = {torch.float32: _F32, torch.float64: np.empty(0, np.float64),
+            torch.bfloat16: np.empty(0, np.uint16)}
+DTYPES = tuple(_MARKERS)
+
+
+@njit(parallel=True, cache=True)
+def _sweep(kind, ptrs, sizes, chunks, pm, sm, h, c):
+    literally(kind)
+    for k in prange(chunks.shape[0]):
+        t = chunks[k, 0]
+        n = sizes[t]
+        p = carray(address(ptrs[t, 0], pm), n)
+        g = carray(address(ptrs[t, 1], pm), n)
+        s0 = carray(address(ptrs[t, 2], sm), n)
+        s1 = carray(address(ptrs[t, 3], sm), n)
+        s2 = carray(address(ptrs[t, 4], sm), n)
+        ct = (c[t, 0], c[t, 1], c[t, 2])
+        sign = h[0]
+        for i in range(chunks[k, 1], chunks[k, 2]):
+            elem(kind, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
+
+
+@njit(parallel=True, cache=True)
+def _sweep_norms(kind, ptrs, sizes, chunks, pm, sm, h, c, out):
+    # The same sweep for a rule that returns two squares; out[k] = their sums over chunk k.
+    literally(kind)
+    for k in prange(chunks.shape[0]):
+        t = chunks[k, 0]
+        n = sizes[t]
+        p = carray(address(ptrs[t, 0], pm), n)
+        g = carray(address(ptrs[t, 1], pm), n)
+        s0 = carray(address(ptrs[t, 2], sm), n)
+        s1 = carray(address(ptrs[t, 3], sm), n)
+        s2 = carray(address(ptrs[t, 4], sm), n)
+        ct = (c[t, 0], c[t, 1], c[t, 2])
+        sign = h[0]
+        a = 0.0
+        b = 0.0
+        for i in range(chunks[k, 1], chunks[k, 2]):
+            x, y = elem(kind, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
+            a += x
+            b += y
+        out[k, 0] = a
+        out[k, 1] = b
+
+
+@njit(parallel=True, cache=True)
+def _sweep_rows(kind, ptrs, n, rows, width, values, pm, sm, h, c):
+    # Lazy sparse update: only the rows a coalesced COO gradient touches, and their state.
+    literally(kind)
+    p = carray(address(ptrs[0], pm), n)
+    s0 = carray(address(ptrs[2], sm), n)
+    s1 = carray(address(ptrs[3], sm), n)
+    s2 = carray(address(ptrs[4], sm), n)
+    gv = carray(address(values, pm), rows.shape[0] * width)
+    ct = (c[0], c[1], c[2])
+    sign = h[0]
+    for r in prange(rows.shape[0]):
+        base = rows[r] * width
+        src = r * width
+        for j in range(width):
+            elem(kind, base + j, ld(gv, src + j) * sign, p, s0, s1, s2, h, ct)
+
+
+@njit(cache=True)
+def _bump(ptrs, marker):
+    # state["step"] += 1 for every tensor (float32 0-d CPU tensors); returns the new steps.
+    out = np.empty(ptrs.shape[0])
+    for t in range(ptrs.shape[0]):
+        s = carray(address(ptrs[t], marker), 1)
+        s[0] += np.float32(1.0)
+        out[t] = s[0]
+    return out
+
+
+_chunk_tables: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _chunks(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    hit = _chunk_tables.get(sizes)
+    if hit is None:
+        n = np.asarray(sizes, dtype=np.int64)
+        per = np.maximum(1, -(-n // CHUNK))
+        t = np.repeat(np.arange(len(n)), per)
+        first = np.cumsum(per) - per
+        start = (np.arange(len(t)) - first[t]) * CHUNK
+        stop = np.minimum(start + CHUNK, n[t])
+        hit = (n, np.stack([t, start, stop], axis=1).astype(np.int64))
+        if len(_chunk_tables) > 256:
+            _chunk_tables.clear()
+        _chunk_tables[sizes] = hit
+    return hit
+
+
+def _hyper(algo: Algo, group, cdt, sdtype):
+    # The last entry flags state narrower than the compute dtype (LAMB's h[10]).
+    return tuple(cdt(x) for x in algo.hyper(group) + (float(sdtype == torch.bfloat16),))
+
+
+def _addresses(params, grads, states, slots) -> np.ndarray:
+    # Unused slots point at the parameter: never read, but always a valid address.
+    return np.array([[p.data_ptr(), g.data_ptr(),
+                      *(s[k].data_ptr() if k else p.data_ptr() for k in slots)]
+                     for p, g, s in zip(params, grads, states)], dtype=np.int64).reshape(-1, 5)
+
+
+def _slots(algo: Algo, group) -> tuple:
+    return (tuple(algo.slots(group)) + (None, None, None))[:3]
+
+
+def compute_dtype(pdtype, sdtype):
+    return np.float64 if torch.float64 in (pdtype, sdtype) else np.float32
+
+
+def bump_steps(states) -> np.ndarray:
+    return _bump(np.array([s["step"].data_ptr() for s in states], dtype=np.int64), _F32)
+
+
+def dense_step(algo: Algo, group, params, grads, states, sdtype) -> None:
+    """One step of ``algo`` for same-dtype contiguous CPU tensors with existing state."""
+    pm, sm = _MARKERS[params[0].dtype], _MARKERS[sdtype]
+    cdt = compute_dtype(params[0].dtype, sdtype)
+    ptrs = _addresses(params, grads, states, _slots(algo, group))
+    sizes, chunks = _chunks(tuple(p.numel() for p in params))
+    steps = bump_steps(states)
+    h = _hyper(algo, group, cdt, sdtype)
+    c = algo.consts(steps, group)
+    if algo.norms_kind is not None:
+        part = np.empty((len(chunks), 2))
+        _sweep_norms(algo.norms_kind, ptrs, sizes, chunks, pm, sm, h, c.astype(cdt), part)
+        sums = np.zeros((len(params), 2))
+        np.add.at(sums, chunks[:, 0], part)
+        c[:, algo.ratio_slot] = trust_ratio(sums[:, 0], sums[:, 1], *algo.trust(group))
+    _sweep(algo.kind, ptrs, sizes, chunks, pm, sm, h, c.astype(cdt))
+
+
+def lazy_rows_step(algo: Algo, group, p, grad, state, sdtype) -> None:
+    """``sparse="lazy"`` for one parameter whose COO gradient indexes its first dimension."""
+    grad = grad.coalesce()
+    rows = grad.indices()[0].numpy().astype(np.int64, copy=False)
+    values = grad.values().to(p.dtype).contiguous()
+    cdt = compute_dtype(p.dtype, sdtype)
+    ptrs = _addresses([p], [p], [state], _slots(algo, group))[0]
+    steps = bump_steps([state])
+    c = algo.consts(steps, group).astype(cdt)[0]
+    width = p.numel() // p.shape[0] if p.shape[0] else 0
+    _sweep_rows(algo.kind, ptrs, p.numel(), rows, width, values.data_ptr(),
+                _MARKERS[p.dtype], _MARKERS[sdtype], _hyper(algo, group, cdt, sdtype), c)

@@ -1,0 +1,193 @@
+r"""Every element-wise update rule, once, as scalar math on one coordinate.
+
+Each rule is the fused form of an optimizer's reference chain
+(:mod:`inertia.optim.transforms`), written with the same operation order so that float64
+results agree to rounding and float32 ones to the last bit or two. A rule reads the
+gradient ``g`` (already sign-flipped for ``maximize``), loads what it needs from the
+parameter ``p`` and up to three state arrays ``s0..s2`` at index ``i``, and stores the new
+values back: one read and one write of every array, which is the memory floor.
+
+``h`` is the group's hyperparameters as a tuple in the compute dtype (a tuple, not an
+array, so the compiler knows nothing aliases it and can hoist the flag branches out of
+the loop); ``c`` holds per-tensor constants that depend on the tensor's step (bias
+corrections) or on a norm (trust ratios). Flags are 0.0/1.0 entries of ``h``.
+
+How a parameter group becomes ``h`` and ``c`` is in :mod:`inertia.kernels.algos`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numba.core import types
+from numba.extending import overload
+
+from ._memory import ld, st
+from .algos import (ADAGRAD, ADAM, LAMB_APPLY, LAMB_NORMS, LARS_APPLY, LARS_NORMS, LION,
+                    MOMENTUM, RMSPROP, SGD)
+
+# ----------------------------------------------------------------------------- the math
+
+
+@njit
+def _sgd(i, g, p, s0, s1, s2, h, c):
+    # h = (sign, -lr, wd, mu, 1 - dampening, nesterov, has_momentum); c = (first_step,)
+    w = ld(p, i)
+    if h[2] != 0:
+        g = g + h[2] * w
+    u = g
+    if h[6] != 0:
+        b = g if c[0] != 0 else h[3] * ld(s0, i) + h[4] * g
+        st(s0, i, b)
+        u = g + h[3] * b if h[5] != 0 else b
+    st(p, i, w + u * h[1])
+
+
+@njit
+def _momentum(i, g, p, s0, s1, s2, h, c):
+    # h = (sign, -lr, wd, beta, 1 - beta, nesterov)
+    w = ld(p, i)
+    if h[2] != 0:
+        g = g + h[2] * w
+    v = h[3] * ld(s0, i) + h[4] * g
+    st(s0, i, v)
+    u = h[3] * v + h[4] * g if h[5] != 0 else v
+    st(p, i, w + u * h[1])
+
+
+@njit
+def _rmsprop(i, g, p, s0, s1, s2, h, c):
+    # h = (sign, -lr, wd, alpha, 1 - alpha, eps, centered, mu); slots: square_avg, grad_avg, buf
+    w = ld(p, i)
+    if h[2] != 0:
+        g = g + h[2] * w
+    sq = h[3] * ld(s0, i) + h[4] * g * g
+    st(s0, i, sq)
+    if h[6] != 0:
+        a = h[3] * ld(s1, i) + h[4] * g
+        st(s1, i, a)
+        u = g / (np.sqrt(sq - a * a) + h[5])
+    else:
+        u = g / (np.sqrt(sq) + h[5])
+    if h[7] > 0:
+        u = h[7] * ld(s2, i) + u
+        st(s2, i, u)
+    st(p, i, w + u * h[1])
+
+
+@njit
+def _adam_direction(i, g, w, s0, s1, s2, h, c, store):
+    # h = (sign, -lr, b1, 1 - b1, b2, 1 - b2, eps, wd, amsgrad, decoupled); c = (1-b1^t, 1-b2^t)
+    if h[9] == 0 and h[7] != 0:
+        g = g + h[7] * w
+    m = h[2] * ld(s0, i) + h[3] * g
+    v = h[4] * ld(s1, i) + h[5] * g * g
+    if store:
+        st(s0, i, m)
+        st(s1, i, v)
+    if h[8] != 0:
+        v = np.maximum(ld(s2, i), v)
+        if store:
+            st(s2, i, v)
+    u = (m / c[0]) / (np.sqrt(v / c[1]) + h[6])
+    if h[9] != 0 and h[7] != 0:
+        u = u + h[7] * w
+    return u
+
+
+@njit
+def _adam(i, g, p, s0, s1, s2, h, c):
+    w = ld(p, i)
+    st(p, i, w + _adam_direction(i, g, w, s0, s1, s2, h, c, True) * h[1])
+
+
+@njit
+def _adagrad(i, g, p, s0, s1, s2, h, c):
+    # h = (sign, -lr, wd, eps); c = (1 + (t-1) * lr_decay,)
+    w = ld(p, i)
+    if h[2] != 0:
+        g = g + h[2] * w
+    s = ld(s0, i) + g * g
+    st(s0, i, s)
+    st(p, i, w + (g / (np.sqrt(s) + h[3])) / c[0] * h[1])
+
+
+@njit
+def _lion(i, g, p, s0, s1, s2, h, c):
+    # h = (sign, -lr, wd, b1, 1 - b1, b2, 1 - b2)
+    w = ld(p, i)
+    m = ld(s0, i)
+    u = np.sign(h[3] * m + h[4] * g)
+    st(s0, i, h[5] * m + h[6] * g)
+    if h[2] != 0:
+        u = u + h[2] * w
+    st(p, i, w + u * h[1])
+
+
+# LAMB: pass 1 returns the squares of p and of the direction; pass 2 applies the direction
+# times the trust ratio. Which pass writes the moments depends on the state dtype (h[10]):
+# full-precision state is written in pass 1 and re-read exactly in pass 2 (40 B/param in
+# float32); narrower state is only read in pass 1 and the moments recomputed and written in
+# pass 2 from the unchanged gradient, because re-reading rounded moments would step along a
+# rounded direction, unlike the reference.
+@njit
+def _lamb_norms(i, g, p, s0, s1, s2, h, c):
+    w = ld(p, i)
+    u = _adam_direction(i, g, w, s0, s1, s2, h, c, h[10] == 0)
+    return np.float64(w) * np.float64(w), np.float64(u) * np.float64(u)
+
+
+@njit
+def _lamb_apply(i, g, p, s0, s1, s2, h, c):
+    # c = (1-b1^t, 1-b2^t, trust ratio)
+    w = ld(p, i)
+    if h[10] != 0:
+        u = _adam_direction(i, g, w, s0, s1, s2, h, c, True)
+    else:
+        u = (ld(s0, i) / c[0]) / (np.sqrt(ld(s1, i) / c[1]) + h[6])
+        if h[7] != 0:
+            u = u + h[7] * w
+    st(p, i, w + (u * c[2]) * h[1])
+
+
+@njit
+def _lars_norms(i, g, p, s0, s1, s2, h, c):
+    # h = (sign, lr, wd, mu, nesterov)
+    w = ld(p, i)
+    if h[2] != 0:
+        g = g + h[2] * w
+    return np.float64(w) * np.float64(w), np.float64(g) * np.float64(g)
+
+
+@njit
+def _lars_apply(i, g, p, s0, s1, s2, h, c):
+    # c = (trust ratio,); b <- mu b + lr r u;  p <- p - (b or, Nesterov, lr r u + mu b)
+    w = ld(p, i)
+    if h[2] != 0:
+        g = g + h[2] * w
+    u = g * c[0] * h[1]
+    b = h[3] * ld(s0, i) + u
+    st(s0, i, b)
+    if h[4] != 0:
+        u = u + h[3] * b
+    else:
+        u = b
+    st(p, i, w + u * -1.0)
+
+
+_RULES = {SGD: _sgd, MOMENTUM: _momentum, RMSPROP: _rmsprop, ADAM: _adam, ADAGRAD: _adagrad,
+          LION: _lion, LAMB_NORMS: _lamb_norms, LAMB_APPLY: _lamb_apply,
+          LARS_NORMS: _lars_norms, LARS_APPLY: _lars_apply}
+
+
+def elem(kind, i, g, p, s0, s1, s2, h, c):
+    """Apply rule number ``kind`` (a compile-time literal) to coordinate ``i``."""
+
+
+@overload(elem)
+def _elem(kind, i, g, p, s0, s1, s2, h, c):
+    if not isinstance(kind, types.IntegerLiteral):
+        return None  # numba retries with the literal value (see ``numba.literally``)
+    rule = _RULES[kind.literal_value]
+    return lambda kind, i, g, p, s0, s1, s2, h, c: rule(i, g, p, s0, s1, s2, h, c)
+
+
