@@ -1,0 +1,181 @@
+"""The seed-claims verdicts, from hand-made results: supported, not supported, inconclusive.
+
+The verdict functions are pure over a runs table, and the report is built from a tiny
+SQLite database written through the lab's own store, as the real suite writes it.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from inertia.lab import claims
+from inertia.lab.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+
+
+def row(scenario, family, lr, seed, final, best=None, steps=math.nan, metric="accuracy", hib=True,
+        target=0.9, baseline=math.nan):
+    return {"scenario": scenario, "workload": scenario, "family": family, "lr": lr,
+            "library_default": math.isclose(lr, claims.library_default_lr(family)), "seed": seed,
+            "status": "ok" if final == final else "diverged", "final": final,
+            "best": final if best is None else best, "steps_to_target": steps, "seconds_to_target": steps,
+            "time_per_step": 0.01, "metric": metric, "higher_is_better": hib, "target": target,
+            "baseline": baseline}
+
+
+def image_table(adam_steps, sgd_final):
+    """Adam and RMSprop at two lrs, SGD+Momentum at one; per-seed steps / finals given."""
+    rows = []
+    for seed, (a_steps, s_final) in enumerate(zip(adam_steps, sgd_final)):
+        rows += [row("image", "Adam", 1e-3, seed, 0.95, steps=a_steps),
+                 row("image", "Adam", 1e-2, seed, 0.90, steps=200),
+                 row("image", "RMSprop", 1e-2, seed, 0.94, steps=100),
+                 row("image", "SGD+Momentum", 0.05, seed, s_final, steps=150)]
+    return pd.DataFrame(rows)
+
+
+def test_fastest_supported_not_supported_inconclusive():
+    assert claims.verdict_fastest(image_table([50, 60], [0.9, 0.9])).status == SUPPORTED
+    assert claims.verdict_fastest(image_table([120, 130], [0.9, 0.9])).status == NOT_SUPPORTED
+    assert claims.verdict_fastest(image_table([50, 130], [0.9, 0.9])).status == INCONCLUSIVE
+    # never reaching the target is losing
+    assert claims.verdict_fastest(image_table([math.nan, math.nan], [0.9, 0.9])).status == NOT_SUPPORTED
+
+
+def test_fastest_picks_each_optimizers_fastest_lr():
+    v = claims.verdict_fastest(image_table([50, 60], [0.9, 0.9]))
+    assert "Adam (lr 0.001): median 55 steps" in v.reason
+    assert v.per_seed[0]["holds"] is True
+
+
+def test_generalises_best():
+    assert claims.verdict_best_final(image_table([50, 60], [0.97, 0.96])).status == SUPPORTED
+    assert claims.verdict_best_final(image_table([50, 60], [0.93, 0.92])).status == NOT_SUPPORTED
+    assert claims.verdict_best_final(image_table([50, 60], [0.97, 0.92])).status == INCONCLUSIVE
+    # an exact tie is not "best"
+    assert claims.verdict_best_final(image_table([50, 60], [0.95, 0.95])).status == INCONCLUSIVE
+
+
+def text_table(adam_default, rms_default):
+    """Library defaults: Adam 1e-3, RMSprop 1e-2; tuned RMSprop (1e-4) scores 0.85."""
+    rows = []
+    for seed, (a, r) in enumerate(zip(adam_default, rms_default)):
+        rows += [row("text", "Adam", 1e-3, seed, a), row("text", "Adam", 1e-4, seed, 0.86),
+                 row("text", "RMSprop", 1e-2, seed, r), row("text", "RMSprop", 1e-4, seed, 0.85),
+                 row("text", "SGD+Momentum", 1e-2, seed, 0.80)]
+    return pd.DataFrame(rows)
+
+
+def test_defaults_claim():
+    assert claims.verdict_defaults(text_table([0.85, 0.86], [0.34, math.nan])).status == SUPPORTED
+    # Adam's default far below the best: the claim fails
+    assert claims.verdict_defaults(text_table([0.66, 0.66], [0.34, 0.34])).status == NOT_SUPPORTED
+    # RMSprop fine at its default too: no tuning needed, the claim fails
+    assert claims.verdict_defaults(text_table([0.85, 0.85], [0.85, 0.85])).status == NOT_SUPPORTED
+    assert claims.verdict_defaults(text_table([0.85, 0.85], [0.34, 0.85])).status == INCONCLUSIVE
+
+
+def rec_table(adam_finals, rms_finals, best=None):
+    rows = []
+    for seed in range(2):
+        for lr, f in zip((1e-3, 1e-2, 1e-1), adam_finals):
+            rows.append(row("recsys-lazy", "Adam", lr, seed, f, best=best, metric="rmse", hib=False,
+                            target=0.95, baseline=1.07))
+        for lr, f in zip((1e-3, 1e-2, 1e-1), rms_finals):
+            rows.append(row("recsys-lazy", "RMSprop", lr, seed, f, metric="rmse", hib=False,
+                            target=0.95, baseline=1.07))
+    return pd.DataFrame(rows)
+
+
+def test_stability_claim():
+    # Adam diverges at the top lr and ends above the mean predictor at another
+    v = claims.verdict_stability(rec_table([0.95, 1.2, math.nan], [0.95, 0.92, 1.0]))
+    assert v.status == SUPPORTED and v.per_seed[0]["Adam failed"] == "2/3"
+    assert claims.verdict_stability(rec_table([0.95, 0.92, 0.99], [0.95, 0.92, 1.0])).status == NOT_SUPPORTED
+    # a run that climbed back up from its best by more than the tolerance did not converge
+    assert not claims.converged(0.99, 0.90, 1.07, hib=False)
+    assert claims.converged(0.91, 0.90, 1.07, hib=False)
+
+
+def test_recommendations_use_measured_numbers():
+    lines = claims.recommendations(text_table([0.85, 0.86], [0.34, 0.34]))
+    assert lines == [lines[0]] and "pick **Adam** (lr 0.0001: 86.0% final test accuracy)" in lines[0]
+
+
+def test_learning_rate_grid_is_shared_and_includes_library_default():
+    lrs = claims.learning_rates(5e-3, 1e-3, claims.QUICK_FACTORS)
+    assert lrs == [0.0005, 0.001, 0.005, 0.05]
+    assert claims.learning_rates(1e-2, 1e-2, claims.QUICK_FACTORS) == [0.001, 0.01, 0.1]
+
+
+# ---------------------------------------------------------------------------- from a stored database
+
+def _record(workload, family, lr, seed, evals, cfg, status="ok"):
+    from inertia.lab.runner import RunRecord
+
+    name, fixed = claims.FAMILIES[family]
+    hp = {**fixed, "lr": lr}
+    return RunRecord(key=f"{workload}-{family}-{lr}-{seed}", workload=workload, label=f"{family} lr={lr:g}",
+                     optimizer=name, seed=seed, workload_config=cfg, spec={"name": name, "hparams": hp},
+                     hparams=hp, status=status, steps=evals[-1][0], steps_done=evals[-1][0],
+                     losses=[1.0] * evals[-1][0], lrs=[lr] * evals[-1][0],
+                     times=[0.01 * (i + 1) for i in range(evals[-1][0])], evals=evals,
+                     time_per_step=0.01)
+
+
+@pytest.fixture
+def tiny_db(tmp_path):
+    """A stored suite: image (Adam fastest, SGD+Momentum not best), movielens (Adam unstable)."""
+    from inertia.lab.store import Store
+
+    img = {"name": "mnist-cnn", "options": {}, "steps": 30, "eval_every": 10, "target": 0.9,
+           "metric": "accuracy", "higher_is_better": True, "batch_size": 64}
+    rec = {"name": "movielens", "options": {}, "steps": 30, "eval_every": 10, "target": 0.95,
+           "metric": "rmse", "higher_is_better": False, "batch_size": 1024}
+    runs = []
+    for seed in (0, 1):
+        runs += [
+            (_record("mnist-cnn", "Adam", 1e-3, seed, [(0, 0, .1), (10, .1, .91), (20, .2, .95), (30, .3, .96)], img), img),
+            (_record("mnist-cnn", "RMSprop", 1e-2, seed, [(0, 0, .1), (10, .1, .5), (20, .2, .92), (30, .3, .97)], img), img),
+            (_record("mnist-cnn", "SGD+Momentum", 0.05, seed, [(0, 0, .1), (10, .1, .3), (20, .2, .8), (30, .3, .93)], img), img),
+            (_record("movielens", "Adam", 1e-2, seed, [(0, 0, 1.07), (10, .1, .95), (30, .3, 1.2)], rec), rec),
+            (_record("movielens", "Adam", 1e-3, seed, [(0, 0, 1.07), (10, .1, .95), (30, .3, .93)], rec), rec),
+            (_record("movielens", "RMSprop", 1e-2, seed, [(0, 0, 1.07), (10, .1, .95), (30, .3, .92)], rec), rec),
+            (_record("movielens", "RMSprop", 1e-3, seed, [(0, 0, 1.07), (10, .1, .99), (30, .3, .96)], rec), rec),
+        ]
+    path = tmp_path / "runs.sqlite"
+    with Store(path) as store:
+        for r, cfg in runs:
+            extras = {"baseline_rmse": 1.07} if cfg["name"] == "movielens" else {}
+            store.save(r, {**cfg, "description": cfg["name"], "extras": extras})
+        store.add_comparison([r.key for r, _ in runs], title="seed-claims test")
+    return path
+
+
+def test_report_from_stored_database(tiny_db, tmp_path):
+    table, curves, infos = claims.load(tiny_db)
+    # movielens runs are dense-mode (no sparse hparam), so they land in recsys-dense
+    assert set(table["scenario"]) == {"image", "recsys-dense"} and len(table) == 14
+    assert table[table["workload"] == "movielens"]["baseline"].eq(1.07).all()
+    verdicts = {v.scenario + ":" + v.claim: v.status for _, v in claims.verdicts(table)}
+    assert verdicts["image:Adam reaches 90% fastest"] == SUPPORTED
+    assert verdicts["image:SGD+Momentum generalises best (final test accuracy)"] == NOT_SUPPORTED
+    assert verdicts["recsys-dense:RMSprop is more stable and Adam may fail to converge"] == SUPPORTED
+    out = tmp_path / "report"
+    path = claims.write_report(table, curves, out, {"quick": True, "seeds": [0, 1], "wall_time": 1.0,
+                                                     "device": "cpu"}, infos)
+    md = path.read_text()
+    assert "“On image classification, Adam reaches 90% fastest ...”" in md
+    assert "✅ supported" in md and "❌ not supported" in md
+    assert "## Which optimizer to pick" in md and "pick **RMSprop**" in md
+    html = (out / "report.html").read_text()
+    assert "<table>" in html and "not supported" in html
+    assert (out / "lr-image.png").stat().st_size > 1000 and (out / "curves-recsys-dense.png").exists()
+
+
+def test_diverged_run_counts_as_worst(tiny_db):
+    table, _, _ = claims.load(tiny_db)
+    table.loc[(table["family"] == "SGD+Momentum") & (table["seed"] == 0), "final"] = math.nan
+    v = claims.verdict_best_final(table)
+    assert v.per_seed[0]["holds"] is False
