@@ -24,6 +24,10 @@ from .progress import fmt_range, summary_rows
 from .runner import RunRecord
 from .store import Store, workload_hash
 
+RANKING = ("Within a workload, entries are ordered by median steps to target, then median final metric "
+           "(workloads whose entries differ in cost per step, like minibatch, by median seconds to target). "
+           "The order alone is not a claim; only the listed claims are supported by the seeds.")
+
 ADVICE = [
     "**Adam is the robust default.** It combines momentum's running average of gradients with "
     "RMSprop's per-coordinate scaling, so one learning rate (1e-3 is the usual start) works across "
@@ -179,6 +183,7 @@ def build(store: Store, out: str | Path, keys: Sequence[str] | None = None, titl
         md.append(f"Command: `{command}`\n")
     md.append("Numbers are the median over seeds with [min–max] in brackets. Time to target counts training "
               "time only (evaluation excluded); a run that never reaches the target counts as infinite (\"never\").\n")
+    md.append(f"**Ranking.** {RANKING}\n")
     md.append(f"**Rule for claims.** {stats.RULE}\n")
     for workload, info, rows, wclaims, why, figs in sections:
         md.append(f"\n## {workload}\n\n{info.get('description', '')}. Target: {info['metric']} "
@@ -208,6 +213,7 @@ def build(store: Store, out: str | Path, keys: Sequence[str] | None = None, titl
         h.append(f"<p class='meta'>Command: <code>{html.escape(command)}</code></p>")
     h.append("<p>Numbers are the median over seeds with [min–max] in brackets. Time to target counts training "
              "time only; a run that never reaches the target counts as infinite (“never”).</p>")
+    h.append(f"<p><strong>Ranking.</strong> {html.escape(RANKING)}</p>")
     h.append(f"<p><strong>Rule for claims.</strong> {html.escape(stats.RULE)}</p>")
     for workload, info, rows, wclaims, why, figs in sections:
         h.append(f"<h2>{html.escape(workload)}</h2><p>{html.escape(info.get('description', ''))}. Target: "

@@ -113,7 +113,9 @@ def summarize(runs: pd.DataFrame, infos: dict[str, dict[str, Any]]) -> pd.DataFr
     """One row per (workload, optimizer entry): medians and min–max over seeds.
 
     Rows are ordered within each workload from best to worst: median steps-to-target, then
-    median final metric. Column ``rank`` is that order (1 = best).
+    median final metric. Column ``rank`` is that order (1 = best). A workload whose entries
+    differ in cost per step (``minibatch``: batch sizes) sets ``extras["rank_by"] = "seconds"``
+    and is ranked by median seconds-to-target instead: there, steps are not comparable.
     """
     rows = []
     for (workload, label), g in runs.groupby(["workload", "optimizer"], sort=False):
@@ -136,9 +138,11 @@ def summarize(runs: pd.DataFrame, infos: dict[str, dict[str, Any]]) -> pd.DataFr
     df["_sort_metric"] = df["_sort_metric"].fillna(INF)
     order = list(dict.fromkeys(runs["workload"]))
     df["_w"] = df["workload"].map({w: i for i, w in enumerate(order)})
-    df = df.sort_values(["_w", "steps_to_target", "_sort_metric"], kind="stable")
+    by_seconds = df["workload"].map(lambda w: (infos[w].get("extras") or {}).get("rank_by") == "seconds")
+    df["_time"] = df["seconds_to_target"].where(by_seconds, df["steps_to_target"])
+    df = df.sort_values(["_w", "_time", "_sort_metric"], kind="stable")
     df["rank"] = df.groupby("workload").cumcount() + 1
-    return df.drop(columns=["_w", "_sort_metric"]).reset_index(drop=True)
+    return df.drop(columns=["_w", "_sort_metric", "_time"]).reset_index(drop=True)
 
 
 def beats(a: Sequence[float], b: Sequence[float], lower_is_better: bool) -> bool:
@@ -188,7 +192,8 @@ def verdicts(summary: pd.DataFrame, claim_list: list[dict[str, Any]]) -> dict[st
               and c["criterion"] == "time to target"}
         fm = {c["loser"] for c in claim_list if c["workload"] == workload and c["winner"] == first["optimizer"]
               and c["criterion"] == "final metric"}
-        lead = (f"{first['optimizer']} ranks first (median {_fmt_steps(first['steps_to_target'])} to target, "
+        lead = (f"{first['optimizer']} ranks first (median {_fmt_steps(first['steps_to_target'])}, "
+                f"{_fmt_seconds(first['seconds_to_target'])} to target, "
                 f"final {first['metric']} {first['final_metric']:.4g})")
         if not others:
             out[workload] = lead + "."
@@ -217,3 +222,7 @@ def _which(tt: set, fm: set, others: list) -> str:
 
 def _fmt_steps(x: float) -> str:
     return "never" if not math.isfinite(x) else f"{x:.0f} steps"
+
+
+def _fmt_seconds(x: float) -> str:
+    return "never" if not math.isfinite(x) else f"{x:.2f} s"
