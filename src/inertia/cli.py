@@ -111,7 +111,10 @@ def _compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
         table = api.compare(args.workload, args.optimizer, seeds=args.seeds or api.DEFAULT_SEEDS, out=args.out,
                             db=args.db, steps=args.steps, device=args.device, quiet=args.quiet,
                             title=args.title, command=" ".join(["inertia", *map(shlex.quote, argv)]))
-    print(format_table(table) if "rank" in getattr(table, "columns", ()) else table.to_string())
+    if "rank" in getattr(table, "columns", ()):
+        print(format_table(table))
+    else:  # a suite with its own table (seed-claims: one row per run) prints its own summary
+        print(f"{len(table)} runs")
     print(f"\nreport: {args.out}/report.html (also report.md, summary.json, PNGs)")
     return 0
 
