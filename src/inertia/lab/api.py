@@ -97,7 +97,7 @@ def compare(workloads: Sequence[str | Workload] | None = None,
             optimizers: Sequence[str | OptimizerSpec] | None = None,
             seeds: Sequence[int] = DEFAULT_SEEDS, out: str | os.PathLike = DEFAULT_OUT,
             db: str | os.PathLike | None = None, steps: int | None = None, device: str | None = None,
-            quiet: bool = True, title: str = "", command: str = "", write_report: bool = True,
+            quiet: bool = False, title: str = "", command: str = "", write_report: bool = True,
             on_run: Callable[[runner.RunRecord], None] | None = None) -> pd.DataFrame:
     """Run a comparison (resuming from ``db``) and write its report; return the summary table.
 
@@ -111,7 +111,7 @@ def compare(workloads: Sequence[str | Workload] | None = None,
         out: the report folder; ``db`` defaults to ``<out>/runs.sqlite``.
         steps: override every workload's step budget (a different budget is a different run).
         device: ``"cpu"``/``"cuda"``; default CUDA when present (2-D workloads stay on the CPU).
-        quiet: no progress bars (they only ever show on a terminal).
+        quiet: no progress line (it only ever shows when stderr is a terminal).
         on_run: called with each newly trained run's record after it is saved.
 
     Returns:
