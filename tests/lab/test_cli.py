@@ -54,6 +54,7 @@ def test_compare_then_report(tmp_path):
     (("compare", "-w", "valley", "-o", "sgd;schedule=linear"), "unknown schedule 'linear'"),
     (("compare", "--suite", "nope"), "unknown suite 'nope'"),
     (("report", "missing.sqlite", "--out", "x"), "no results database"),
+    (("compare", "-w", "valley", "--device", "tpu"), "Invalid device: 'tpu'"),
 ])
 def test_bad_input_exits_2_without_traceback(tmp_path, args, message):
     r = inertia(*args, "--out", str(tmp_path / "o")) if args[0] == "compare" else inertia(*args, cwd=tmp_path)

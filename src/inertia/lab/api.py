@@ -64,6 +64,18 @@ def check_output(out: Path) -> None:
         raise OutputError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
 
 
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before any training."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise specs.SpecError(f"Invalid device: {device!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise specs.SpecError(f"Invalid device: {device!r} (no CUDA device is available here; use cpu)")
+
+
 def plan(workloads: Sequence[str | Workload] | None = None, optimizers: Sequence[str | OptimizerSpec] | None = None,
          seeds: Sequence[int] = DEFAULT_SEEDS, steps: int | None = None) -> list[tuple[Workload, OptimizerSpec, int]]:
     """Resolve and validate a comparison into its runs, training nothing.
@@ -121,6 +133,8 @@ def compare(workloads: Sequence[str | Workload] | None = None,
         ``df.attrs["claims"]`` lists the "A beats B" claims the seeds support.
     """
     runs = plan(workloads, optimizers, seeds, steps)
+    if device is not None:
+        check_device(device)
     out = Path(out)
     check_output(out)
     db_path = Path(db) if db is not None else out / "runs.sqlite"
@@ -142,7 +156,6 @@ def compare(workloads: Sequence[str | Workload] | None = None,
             result = build(store, out, keys, title=title, command=command)
             summary = result["summary"]
         else:
-            from . import report as _r  # summary without files
             summary = _summary_only(store, keys)
     summary.attrs["claims"] = result["claims"] if write_report else []
     summary.attrs["db"] = str(db_path)
