@@ -5,9 +5,10 @@ Design. A group's tensors are cut into chunks of at most ``CHUNK`` elements; a t
 cores split the group's memory evenly whatever the tensor sizes, and each core streams
 contiguous runs of every array. Tensors arrive as a ``(T, 5)`` table of addresses (param,
 grad, three state slots); the kernel turns row ``t`` into array views, and the inner loop
-calls the algorithm's scalar rule (:mod:`inertia.kernels.rules`), which numba inlines and
-LLVM vectorises. The rule number is a compile-time literal, so each algorithm gets its own
-machine code while there is one driver to read.
+calls the algorithm's scalar rule (:mod:`inertia.kernels.rules`), which LLVM inlines and
+vectorises. The rule number is a compile-time constant of each driver (see
+:func:`drivers`), so each algorithm gets its own machine code while there is one driver
+source to read.
 
 Specialisations: one per (rule, parameter storage, state storage, compute dtype). Variants
 (amsgrad, nesterov, centered, ...) are runtime flags hoisted out of the inner loop, so they
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import carray, literally, njit, prange
+from numba import carray, njit, prange
 
 from ._memory import address, ld
 from .algos import Algo, trust_ratio
@@ -35,63 +36,74 @@ _MARKERS = {torch.float32: _F32, torch.float64: np.empty(0, np.float64),
 DTYPES = tuple(_MARKERS)
 
 
-@njit(parallel=True, cache=True)
-def _sweep(kind, ptrs, sizes, chunks, pm, sm, h, c):
-    literally(kind)
-    for k in prange(chunks.shape[0]):
-        t = chunks[k, 0]
-        n = sizes[t]
-        p = carray(address(ptrs[t, 0], pm), n)
-        g = carray(address(ptrs[t, 1], pm), n)
-        s0 = carray(address(ptrs[t, 2], sm), n)
-        s1 = carray(address(ptrs[t, 3], sm), n)
-        s2 = carray(address(ptrs[t, 4], sm), n)
-        ct = (c[t, 0], c[t, 1], c[t, 2])
+def _make_drivers(kind: int):
+    # ``kind`` is a closure constant, so numba types it as a literal: ``elem`` resolves to
+    # one rule at compile time, and the cache keys each kind's machine code apart.
+
+    @njit(parallel=True, cache=True)
+    def sweep(ptrs, sizes, chunks, pm, sm, h, c):
+        for k in prange(chunks.shape[0]):
+            t = chunks[k, 0]
+            n = sizes[t]
+            p = carray(address(ptrs[t, 0], pm), n)
+            g = carray(address(ptrs[t, 1], pm), n)
+            s0 = carray(address(ptrs[t, 2], sm), n)
+            s1 = carray(address(ptrs[t, 3], sm), n)
+            s2 = carray(address(ptrs[t, 4], sm), n)
+            ct = (c[t, 0], c[t, 1], c[t, 2])
+            sign = h[0]
+            for i in range(chunks[k, 1], chunks[k, 2]):
+                elem(kind, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
+
+    @njit(parallel=True, cache=True)
+    def sweep_norms(ptrs, sizes, chunks, pm, sm, h, c, out):
+        # The same sweep for a rule that returns two squares; out[k] = their sums on chunk k.
+        for k in prange(chunks.shape[0]):
+            t = chunks[k, 0]
+            n = sizes[t]
+            p = carray(address(ptrs[t, 0], pm), n)
+            g = carray(address(ptrs[t, 1], pm), n)
+            s0 = carray(address(ptrs[t, 2], sm), n)
+            s1 = carray(address(ptrs[t, 3], sm), n)
+            s2 = carray(address(ptrs[t, 4], sm), n)
+            ct = (c[t, 0], c[t, 1], c[t, 2])
+            sign = h[0]
+            a = 0.0
+            b = 0.0
+            for i in range(chunks[k, 1], chunks[k, 2]):
+                x, y = elem(kind, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
+                a += x
+                b += y
+            out[k, 0] = a
+            out[k, 1] = b
+
+    @njit(parallel=True, cache=True)
+    def sweep_rows(ptrs, n, rows, width, values, pm, sm, h, c):
+        # Lazy sparse update: only the rows a coalesced COO gradient touches, and their state.
+        p = carray(address(ptrs[0], pm), n)
+        s0 = carray(address(ptrs[2], sm), n)
+        s1 = carray(address(ptrs[3], sm), n)
+        s2 = carray(address(ptrs[4], sm), n)
+        gv = carray(address(values, pm), rows.shape[0] * width)
+        ct = (c[0], c[1], c[2])
         sign = h[0]
-        for i in range(chunks[k, 1], chunks[k, 2]):
-            elem(kind, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
+        for r in prange(rows.shape[0]):
+            base = rows[r] * width
+            src = r * width
+            for j in range(width):
+                elem(kind, base + j, ld(gv, src + j) * sign, p, s0, s1, s2, h, ct)
+
+    return sweep, sweep_norms, sweep_rows
 
 
-@njit(parallel=True, cache=True)
-def _sweep_norms(kind, ptrs, sizes, chunks, pm, sm, h, c, out):
-    # The same sweep for a rule that returns two squares; out[k] = their sums over chunk k.
-    literally(kind)
-    for k in prange(chunks.shape[0]):
-        t = chunks[k, 0]
-        n = sizes[t]
-        p = carray(address(ptrs[t, 0], pm), n)
-        g = carray(address(ptrs[t, 1], pm), n)
-        s0 = carray(address(ptrs[t, 2], sm), n)
-        s1 = carray(address(ptrs[t, 3], sm), n)
-        s2 = carray(address(ptrs[t, 4], sm), n)
-        ct = (c[t, 0], c[t, 1], c[t, 2])
-        sign = h[0]
-        a = 0.0
-        b = 0.0
-        for i in range(chunks[k, 1], chunks[k, 2]):
-            x, y = elem(kind, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
-            a += x
-            b += y
-        out[k, 0] = a
-        out[k, 1] = b
+_drivers_by_kind: dict[int, tuple] = {}
 
 
-@njit(parallel=True, cache=True)
-def _sweep_rows(kind, ptrs, n, rows, width, values, pm, sm, h, c):
-    # Lazy sparse update: only the rows a coalesced COO gradient touches, and their state.
-    literally(kind)
-    p = carray(address(ptrs[0], pm), n)
-    s0 = carray(address(ptrs[2], sm), n)
-    s1 = carray(address(ptrs[3], sm), n)
-    s2 = carray(address(ptrs[4], sm), n)
-    gv = carray(address(values, pm), rows.shape[0] * width)
-    ct = (c[0], c[1], c[2])
-    sign = h[0]
-    for r in prange(rows.shape[0]):
-        base = rows[r] * width
-        src = r * width
-        for j in range(width):
-            elem(kind, base + j, ld(gv, src + j) * sign, p, s0, s1, s2, h, ct)
+def drivers(kind: int) -> tuple:
+    """``(sweep, sweep_norms, sweep_rows)`` compiled for rule ``kind`` (made once per process)."""
+    if kind not in _drivers_by_kind:
+        _drivers_by_kind[kind] = _make_drivers(kind)
+    return _drivers_by_kind[kind]
 
 
 @njit(cache=True)
@@ -159,11 +171,11 @@ def dense_step(algo: Algo, group, params, grads, states, sdtype) -> None:
     c = algo.consts(steps, group)
     if algo.norms_kind is not None:
         part = np.empty((len(chunks), 2))
-        _sweep_norms(algo.norms_kind, ptrs, sizes, chunks, pm, sm, h, c.astype(cdt), part)
+        drivers(algo.norms_kind)[1](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt), part)
         sums = np.zeros((len(params), 2))
         np.add.at(sums, chunks[:, 0], part)
         c[:, algo.ratio_slot] = trust_ratio(sums[:, 0], sums[:, 1], *algo.trust(group))
-    _sweep(algo.kind, ptrs, sizes, chunks, pm, sm, h, c.astype(cdt))
+    drivers(algo.kind)[0](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt))
 
 
 def lazy_rows_step(algo: Algo, group, p, grad, state, sdtype) -> None:
@@ -176,5 +188,5 @@ def lazy_rows_step(algo: Algo, group, p, grad, state, sdtype) -> None:
     steps = bump_steps([state])
     c = algo.consts(steps, group).astype(cdt)[0]
     width = p.numel() // p.shape[0] if p.shape[0] else 0
-    _sweep_rows(algo.kind, ptrs, p.numel(), rows, width, values.data_ptr(),
+    drivers(algo.kind)[2](ptrs, p.numel(), rows, width, values.data_ptr(),
                 _MARKERS[p.dtype], _MARKERS[sdtype], _hyper(algo, group, cdt, sdtype), c)

@@ -186,7 +186,7 @@ def elem(kind, i, g, p, s0, s1, s2, h, c):
 @overload(elem)
 def _elem(kind, i, g, p, s0, s1, s2, h, c):
     if not isinstance(kind, types.IntegerLiteral):
-        return None  # numba retries with the literal value (see ``numba.literally``)
+        return None  # numba first tries without literal values, then with them
     rule = _RULES[kind.literal_value]
     return lambda kind, i, g, p, s0, s1, s2, h, c: rule(i, g, p, s0, s1, s2, h, c)
 
