@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,16 @@ def scenario_of(workload: str, hparams: dict[str, Any]) -> str:
     return f"{key}-{hparams.get('sparse', 'dense')}" if key == "recsys" else key
 
 
+def _parsed(records: Iterable[Any]):
+    """``(record dict, family, hparams, scenario)`` for each run of one of the three families."""
+    for rec in records:
+        r = rec if isinstance(rec, dict) else rec.to_dict()
+        hp = dict(r.get("hparams") or {})
+        family = family_of(r["optimizer"], hp)
+        if family is not None and "lr" in hp:
+            yield r, family, hp, scenario_of(r["workload"], hp)
+
+
 def runs_table(records: Iterable[Any], baselines: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per run from run records (``RunRecord`` objects or their dicts).
 
@@ -147,46 +158,33 @@ def runs_table(records: Iterable[Any], baselines: dict[str, float] | None = None
     (the trivial predictor's score, from ``baselines[workload]``; NaN when unknown).
     """
     rows = []
-    for rec in records:
-        r = rec if isinstance(rec, dict) else rec.to_dict()
-        hp = dict(r.get("hparams") or {})
-        family = family_of(r["optimizer"], hp)
-        if family is None or "lr" not in hp:
-            continue
+    for r, family, hp, scenario in _parsed(records):
         cfg = r["workload_config"]
         hib, target = bool(cfg["higher_is_better"]), float(cfg["target"])
         evals = [(int(s), float(t), float(m)) for s, t, m in r.get("evals") or []]
         values = [m for _, _, m in evals if math.isfinite(m)]
         ok = r.get("status", "ok") == "ok"
-        final = evals[-1][2] if ok and evals else float("nan")
         reached = [(s, t) for s, t, m in evals if math.isfinite(m) and (m >= target if hib else m <= target)]
         rows.append({
-            "scenario": scenario_of(r["workload"], hp), "workload": r["workload"], "family": family,
-            "lr": float(hp["lr"]),
+            "scenario": scenario, "workload": r["workload"], "family": family, "lr": float(hp["lr"]),
             "library_default": math.isclose(float(hp["lr"]), library_default_lr(family), rel_tol=1e-2),
-            "seed": int(r["seed"]), "status": r.get("status", "ok"), "final": final,
-            "best": (max(values) if hib else min(values)) if values else float("nan"),
-            "steps_to_target": float(reached[0][0]) if reached else float("nan"),
-            "seconds_to_target": float(reached[0][1]) if reached else float("nan"),
-            "time_per_step": float(r.get("time_per_step") or float("nan")),
+            "seed": int(r["seed"]), "status": r.get("status", "ok"),
+            "final": evals[-1][2] if ok and evals else math.nan,
+            "best": (max(values) if hib else min(values)) if values else math.nan,
+            "steps_to_target": float(reached[0][0]) if reached else math.nan,
+            "seconds_to_target": float(reached[0][1]) if reached else math.nan,
+            "time_per_step": float(r.get("time_per_step") or math.nan),
             "metric": cfg["metric"], "higher_is_better": hib, "target": target,
-            "baseline": float((baselines or {}).get(r["workload"], float("nan"))),
+            "baseline": float((baselines or {}).get(r["workload"], math.nan)),
         })
     return pd.DataFrame(rows)
 
 
 def curves_table(records: Iterable[Any]) -> pd.DataFrame:
     """The evaluations of every run: scenario, family, lr, seed, step, value."""
-    rows = []
-    for rec in records:
-        r = rec if isinstance(rec, dict) else rec.to_dict()
-        hp = dict(r.get("hparams") or {})
-        family = family_of(r["optimizer"], hp)
-        if family is None or "lr" not in hp:
-            continue
-        for s, _, m in r.get("evals") or []:
-            rows.append({"scenario": scenario_of(r["workload"], hp), "family": family,
-                         "lr": float(hp["lr"]), "seed": int(r["seed"]), "step": int(s), "value": float(m)})
+    rows = [{"scenario": scenario, "family": family, "lr": float(hp["lr"]), "seed": int(r["seed"]),
+             "step": int(step), "value": float(value)}
+            for r, family, hp, scenario in _parsed(records) for step, _, value in r.get("evals") or []]
     return pd.DataFrame(rows, columns=["scenario", "family", "lr", "seed", "step", "value"])
 
 
@@ -295,9 +293,9 @@ def _steps(rows: pd.DataFrame, family: str, lr: float) -> str:
     return "never" if s.isna().all() else f"{s.fillna(math.inf).median():g} steps"
 
 
-def _ties(outcomes: Sequence[bool | None]) -> str:
+def _ties(outcomes: Sequence[bool | None], what: str = "tie or nobody reached it") -> str:
     n = sum(o is None for o in outcomes)
-    return f" (tie or nobody reached it on {n})" if n else ""
+    return f" ({what} on {n})" if n else ""
 
 
 def verdict_best_final(table: pd.DataFrame, scenario: str = "image", claimed: str = "SGD+Momentum") -> Verdict:
@@ -318,7 +316,7 @@ def verdict_best_final(table: pd.DataFrame, scenario: str = "image", claimed: st
     means = ", ".join(f"{f} (lr {lr:g}) {_fmt(_mean_final(rows, f, lr), metric)}" for f, lr in lrs.items())
     reason = (f"Final test {metric} (mean over seeds), each optimizer at its best learning rate: {means}. "
               f"{claimed} was strictly best on {sum(o is True for o in outcomes)} of {len(outcomes)} seeds"
-              f"{_ties(outcomes)}.")
+              f"{_ties(outcomes, 'exact tie')}.")
     return Verdict(f"{claimed} generalises best (final test {metric})", scenario, status, reason, per_seed)
 
 
@@ -577,7 +575,8 @@ def markdown(table: pd.DataFrame, curves: pd.DataFrame, out: Path, meta: dict[st
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# The seed's claims, tested", "",
              f"Suite `seed-claims`{' (quick)' if meta.get('quick') else ''}: seeds {meta.get('seeds')}, "
-             f"wall time {meta.get('wall_time', float('nan')):.0f} s on {meta.get('device', '?')}.", "",
+             f"wall time {meta.get('wall_time', float('nan')):.0f} s on {meta.get('device', '?')}"
+             + (f" (load average {meta['load']}; {os.cpu_count()} CPUs)" if meta.get("load") else "") + ".", "",
              "Protocol: Adam, RMSprop and SGD+Momentum (momentum 0.9) each get the same learning-rate sweep "
              "(the workload's suggested lr times the same factors) plus the library's default lr; nothing else "
              "is tuned. Each claim is decided seed by seed: **supported** if it holds on every seed, "
@@ -676,6 +675,14 @@ def write_report(table: pd.DataFrame, curves: pd.DataFrame, out: str | Path, met
 
 # ---------------------------------------------------------------------------- running the suite
 
+def _load() -> str:
+    """The 1-minute load average: timings on a shared machine mean little without it."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (OSError, AttributeError):  # not on every platform
+        return "?"
+
+
 def run(out: str, quick: bool = False, quiet: bool = False, seeds: Sequence[int] | None = None) -> pd.DataFrame:
     """Run (or resume) the suite and write its report into ``out``; return the runs table.
 
@@ -693,7 +700,7 @@ def run(out: str, quick: bool = False, quiet: bool = False, seeds: Sequence[int]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     db = out_dir / "runs.sqlite"
-    started = time.perf_counter()
+    started, load0 = time.perf_counter(), _load()
     keys: list[str] = []
     skipped: list[str] = []
     for sc in scenarios(quick):
@@ -719,7 +726,8 @@ def run(out: str, quick: bool = False, quiet: bool = False, seeds: Sequence[int]
         infos = {r.workload: store.workload_info(r.workload_config) for r in records}
     table = runs_table(records, {n: baseline_of(i) for n, i in infos.items()})
     meta = {"quick": quick, "seeds": seeds, "wall_time": time.perf_counter() - started,
-            "device": records[0].device if records else "?", "skipped": skipped}
+            "device": records[0].device if records else "?", "skipped": skipped,
+            "load": f"{load0} at the start, {_load()} at the end"}
     if not table.empty:
         path = write_report(table, curves_table(records), out_dir, meta, infos)
         if not quiet:
