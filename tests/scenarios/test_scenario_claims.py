@@ -170,7 +170,7 @@ def test_report_from_stored_database(tiny_db, tmp_path):
     assert "✅ supported" in md and "❌ not supported" in md
     assert "## Which optimizer to pick" in md and "pick **RMSprop**" in md
     html = (out / "report.html").read_text()
-    assert "<table>" in html and "not supported" in html
+    assert "<table>" in html and "not supported" in html and "data:image/png;base64," in html
     assert (out / "lr-image.png").stat().st_size > 1000 and (out / "curves-recsys-dense.png").exists()
 
 

@@ -621,8 +621,13 @@ def _inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
-def to_html(md: str, title: str = "seed-claims") -> str:
-    """A self-contained HTML page from the report's markdown subset (headings, lists, tables, images)."""
+def to_html(md: str, title: str = "seed-claims", base: Path | None = None) -> str:
+    """An HTML page from the report's markdown subset (headings, lists, tables, images, links).
+
+    Images found under ``base`` are embedded as base64, like the lab's own reports, so the
+    page opens offline from anywhere (an e-mail attachment, a CI artifact).
+    """
+    import base64
     import re
 
     body, table_open, list_open = [], False, False
@@ -644,7 +649,10 @@ def to_html(md: str, title: str = "seed-claims") -> str:
         elif m := re.match(r"(#+) (.*)", line):
             body.append(f"<h{len(m[1])}>{_inline(m[2])}</h{len(m[1])}>")
         elif m := re.match(r"!\[(.*)\]\((.*)\)", line):
-            body.append(f'<img src="{m[2]}" alt="{m[1]}">')
+            src = m[2]
+            if base is not None and (base / src).is_file():
+                src = "data:image/png;base64," + base64.b64encode((base / src).read_bytes()).decode()
+            body.append(f'<img src="{src}" alt="{m[1]}">')
         elif line.startswith("- "):
             if not list_open:
                 body.append("<ul>")
@@ -669,7 +677,7 @@ def write_report(table: pd.DataFrame, curves: pd.DataFrame, out: str | Path, met
     out = Path(out)
     md = markdown(table, curves, out, meta, infos)
     (out / "report.md").write_text(md, encoding="utf-8")
-    (out / "report.html").write_text(to_html(md), encoding="utf-8")
+    (out / "report.html").write_text(to_html(md, base=out), encoding="utf-8")
     return out / "report.md"
 
 
