@@ -171,6 +171,9 @@ def test_report_from_stored_database(tiny_db, tmp_path):
     assert "## Which optimizer to pick" in md and "pick **RMSprop**" in md
     html = (out / "report.html").read_text()
     assert "<table>" in html and "not supported" in html and "data:image/png;base64," in html
+    import json
+    statuses = {v["scenario"] + ":" + v["status"] for v in json.loads((out / "summary.json").read_text())["verdicts"]}
+    assert "image:not supported" in statuses
     assert (out / "lr-image.png").stat().st_size > 1000 and (out / "curves-recsys-dense.png").exists()
 
 

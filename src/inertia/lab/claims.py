@@ -27,6 +27,7 @@ every optimizer equally and is stated in the report.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import time
@@ -669,7 +670,8 @@ def to_html(md: str, title: str = "seed-claims", base: Path | None = None) -> st
 
 def write_report(table: pd.DataFrame, curves: pd.DataFrame, out: str | Path, meta: dict[str, Any],
                  infos: dict[str, dict[str, Any]] | None = None) -> Path:
-    """Write ``report.md``, ``report.html`` and the PNGs into ``out``; return the markdown's path.
+    """Write ``report.md``, ``report.html``, ``summary.json`` (the verdicts) and the PNGs into
+    ``out``; return the markdown's path.
 
     The names match the lab's own reports, so ``inertia compare --suite seed-claims`` points
     at the right file; each scenario's lab report lives in ``out/<scenario>/``.
@@ -678,6 +680,12 @@ def write_report(table: pd.DataFrame, curves: pd.DataFrame, out: str | Path, met
     md = markdown(table, curves, out, meta, infos)
     (out / "report.md").write_text(md, encoding="utf-8")
     (out / "report.html").write_text(to_html(md, base=out), encoding="utf-8")
+    # the verdicts as data, for CI checks and for comparing suites across versions
+    summary = {"meta": {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool, list))},
+               "verdicts": [{"quote": q, "claim": v.claim, "scenario": v.scenario, "status": v.status,
+                             "reason": v.reason} for q, v in verdicts(table)],
+               "recommendations": recommendations(table)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     return out / "report.md"
 
 
