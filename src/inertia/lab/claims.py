@@ -473,13 +473,14 @@ def recommendations(table: pd.DataFrame, tol: float = 0.01) -> list[str]:
         ranked = sorted(finals, key=lambda f: _score(finals[f], hib), reverse=True)
         best = ranked[0]
         close = [f for f in ranked[1:] if _score(finals[f], hib) >= _score(finals[best], hib) - tol]
-        share = {f: _forgiving(rows, f, hib, tol)[0] / _forgiving(rows, f, hib, tol)[1] for f in lrs}
-        top = [f for f in lrs if share[f] == max(share.values())]
-        forgiving = top[0] if len(top) == 1 else f"no clear winner ({', '.join(top)} tie)"
+        good = {f: _forgiving(rows, f, hib, tol)[0] for f in lrs}
+        top = [f for f in lrs if good[f] == max(good.values())]
+        forgiving = (top[0] if len(top) == 1 else f"no clear winner ({', '.join(top)} tie)") \
+            if max(good.values()) > 1 else "none: each has a single good learning rate in the sweep"
         text = (f"**{scenario}**: pick **{best}** (lr {lrs[best]:g}: {_fmt(finals[best], metric)} final test {metric})")
         if close:
             text += f"; {', '.join(close)} within {tol:g}, so the choice barely matters here"
-        text += (f". Least sensitive to the learning rate (share of its sweep within {tol:g} of its best): "
+        text += (f". Least sensitive to the learning rate (most learning rates within {tol:g} of its best): "
                  f"{forgiving}. Without tuning (library defaults): "
                  + ", ".join(f"{f} {_fmt(_mean_final(rows, f, library_default_lr(f)), metric)}" for f in lrs) + ".")
         lines.append(text)
