@@ -478,6 +478,9 @@ def recommendations(table: pd.DataFrame, tol: float = 0.01) -> list[str]:
         forgiving = (top[0] if len(top) == 1 else f"no clear winner ({', '.join(top)} tie)") \
             if max(good.values()) > 1 else "none: each has a single good learning rate in the sweep"
         text = (f"**{scenario}**: pick **{best}** (lr {lrs[best]:g}: {_fmt(finals[best], metric)} final test {metric})")
+        edge = [f for f, lr in lrs.items() if lr in (rows[rows["family"] == f]["lr"].min(), rows[rows["family"] == f]["lr"].max())]
+        if edge:  # the optimum may lie outside the sweep: the tuning is not finished there
+            text += f" [best lr at the edge of the sweep for {', '.join(edge)}: a wider sweep may change this]"
         if close:
             text += f"; {', '.join(close)} within {tol:g}, so the choice barely matters here"
         text += (f". Least sensitive to the learning rate (most learning rates within {tol:g} of its best): "
@@ -565,7 +568,7 @@ def plot_scenario(table: pd.DataFrame, curves: pd.DataFrame, scenario: str, out:
 def _md_table(frame: pd.DataFrame) -> list[str]:
     def cell(v: Any) -> str:
         if v is None or isinstance(v, bool):
-            return {True: "yes", False: "no", None: "tie"}[v]
+            return {True: "yes", False: "no", None: "undecided"}[v]
         if isinstance(v, float):
             return "—" if v != v else f"{v:.4g}"
         return str(v)
