@@ -308,7 +308,7 @@ def verdict_best_final(table: pd.DataFrame, scenario: str = "image", claimed: st
     for seed in sorted(rows["seed"].unique()):
         finals = {f: (r["final"] if (r := _at(rows, f, lr, seed)) is not None else math.nan) for f, lr in lrs.items()}
         mine = _score(finals.get(claimed, math.nan), hib)
-        best_other = max(_score(v, hib) for f, v in finals.items() if f != claimed)
+        best_other = max((_score(v, hib) for f, v in finals.items() if f != claimed), default=-math.inf)
         outcome = True if mine > best_other else (None if mine == best_other else False)
         outcomes.append(outcome)
         per_seed.append({"seed": int(seed), **finals})
@@ -348,13 +348,13 @@ def verdict_defaults(table: pd.DataFrame, scenario: str = "text", works: str = "
         at_default = {f: _score(r["final"], hib) if (r := _at(rows, f, lr, seed)) is not None else math.nan
                       for f, lr in defaults.items()}
         works_ok = at_default[works] >= max(tuned.values()) - tol
-        needs = at_default[needs_tuning] < tuned[needs_tuning] - tol
+        needs = at_default[needs_tuning] < tuned.get(needs_tuning, -math.inf) - tol
         ok = None if math.isnan(at_default[works]) or math.isnan(at_default[needs_tuning]) else (works_ok and needs)
         outcomes.append(ok)
         per_seed.append({"seed": int(seed), f"{works} at default": _raw(at_default[works], hib),
                          f"{needs_tuning} at default": _raw(at_default[needs_tuning], hib),
                          "best tuned": _raw(max(tuned.values()), hib),
-                         f"{needs_tuning} tuned": _raw(tuned[needs_tuning], hib),
+                         f"{needs_tuning} tuned": _raw(tuned.get(needs_tuning, -math.inf), hib),
                          f"{works} ok": bool(works_ok), f"{needs_tuning} needs tuning": bool(needs)})
     status = _status(outcomes)
     _holds(per_seed, outcomes)
