@@ -100,9 +100,19 @@ def _fused_ran(path, before):
     return kernels.path_counts[path] > before[path]
 
 
+@pytest.fixture
+def parallel(monkeypatch, request):
+    """Force the numba thread-pool drivers (small problems otherwise run serially)."""
+    from inertia.kernels import cpu
+
+    monkeypatch.setattr(cpu, "PARALLEL_MIN", 0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name,index", CASES)
-def test_matches_reference(name, index, dtype):
+def test_matches_reference(name, index, dtype, request):
+    if dtype == torch.float32:
+        request.getfixturevalue("parallel")  # f32 exercises the parallel drivers, f64 serial
     kw = CONFIGS[name][index]
     # Two groups with different hyperparameters; the second has a tensor lr.
     other = dict(kw, lr=torch.tensor(kw["lr"] * 0.5), weight_decay=0.02)
@@ -190,7 +200,7 @@ def _sparse_pair(name, kw, sparse, dtype=torch.float32, state_dtype=None):
 
 
 @pytest.mark.parametrize("name", ["SGD", "Momentum", "RMSprop", "Adam", "Adagrad", "Lion"])
-def test_sparse_lazy(name):
+def test_sparse_lazy(name, parallel):
     before = kernels.path_counts.copy()
     pair = _sparse_pair(name, CONFIGS[name][-1], "lazy")
     assert kernels.path_counts["cpu:numba_lazy"] - before["cpu:numba_lazy"] == STEPS
@@ -211,6 +221,17 @@ def test_sparse_dense_mode_equals_densified(name):
     pair = _sparse_pair(name, CONFIGS[name][0], "dense")
     assert _fused_ran(_expected(name, torch.float32), before)
     _assert_same(pair, TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_all_finite(dtype, parallel):
+    ts = [torch.randn(40_000).to(dtype), torch.randn(3, 5).to(dtype)]
+    assert kernels.all_finite(ts) is True
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        ts[0][33_000] = bad
+        assert kernels.all_finite(ts) is False
+        ts[0][33_000] = 0
+    assert kernels.all_finite([ts[1].t()]) is None  # non-contiguous: the caller decides
 
 
 def test_subclass_with_new_rule_is_not_fused():

@@ -21,6 +21,10 @@ re-read every step, since ``zero_grad(set_to_none=True)``, ``load_state_dict`` o
 """
 from __future__ import annotations
 
+import os
+import threading
+
+import numba
 import numpy as np
 import torch
 from numba import carray, njit, prange
@@ -35,12 +39,21 @@ _MARKERS = {torch.float32: _F32, torch.float64: np.empty(0, np.float64),
             torch.bfloat16: np.empty(0, np.uint16)}
 DTYPES = tuple(_MARKERS)
 
+# numba's default OpenMP pool and torch's own OpenMP runtime spin-wait against each other
+# after every parallel region; on a few cores that made each step 10-100x slower (see
+# docs/kernels.md). numba's "workqueue" pool sleeps instead. It may not be entered from two
+# threads at once, hence the lock. A user's explicit NUMBA_THREADING_LAYER wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+_LOCK = threading.Lock()
 
-def _make_drivers(kind: int):
+
+def _make_drivers(kind: int, parallel: bool):
     # ``kind`` is a closure constant, so numba types it as a literal: ``elem`` resolves to
-    # one rule at compile time, and the cache keys each kind's machine code apart.
+    # one rule at compile time, and the cache keys each kind's machine code apart (``parallel``
+    # is a closure constant too, so serial and parallel builds get different cache keys).
 
-    @njit(parallel=True, cache=True)
+    @njit(parallel=parallel, cache=True)
     def sweep(ptrs, sizes, chunks, pm, sm, h, c):
         for k in prange(chunks.shape[0]):
             t = chunks[k, 0]
@@ -55,7 +68,7 @@ def _make_drivers(kind: int):
             for i in range(chunks[k, 1], chunks[k, 2]):
                 elem(kind, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
 
-    @njit(parallel=True, cache=True)
+    @njit(parallel=parallel, cache=True)
     def sweep_norms(ptrs, sizes, chunks, pm, sm, h, c, out):
         # The same sweep for a rule that returns two squares; out[k] = their sums on chunk k.
         for k in prange(chunks.shape[0]):
@@ -77,7 +90,7 @@ def _make_drivers(kind: int):
             out[k, 0] = a
             out[k, 1] = b
 
-    @njit(parallel=True, cache=True)
+    @njit(parallel=parallel, cache=True)
     def sweep_rows(ptrs, n, rows, width, values, pm, sm, h, c):
         # Lazy sparse update: only the rows a coalesced COO gradient touches, and their state.
         p = carray(address(ptrs[0], pm), n)
@@ -96,14 +109,46 @@ def _make_drivers(kind: int):
     return sweep, sweep_norms, sweep_rows
 
 
-_drivers_by_kind: dict[int, tuple] = {}
+_drivers_by_kind: dict[tuple[int, bool], tuple] = {}
+# Below this many elements a step takes microseconds and waking a thread pool costs more
+# than it saves (and disturbs torch's own OpenMP threads): run on the calling thread.
+PARALLEL_MIN = 1 << 18
 
 
-def drivers(kind: int) -> tuple:
+def drivers(kind: int, parallel: bool = True) -> tuple:
     """``(sweep, sweep_norms, sweep_rows)`` compiled for rule ``kind`` (made once per process)."""
-    if kind not in _drivers_by_kind:
-        _drivers_by_kind[kind] = _make_drivers(kind)
-    return _drivers_by_kind[kind]
+    key = (kind, parallel)
+    if key not in _drivers_by_kind:
+        _drivers_by_kind[key] = _make_drivers(kind, parallel)
+    return _drivers_by_kind[key]
+
+
+@njit(parallel=True, cache=True)
+def _count_nonfinite(ptrs, sizes, chunks, m):
+    bad = 0
+    for k in prange(chunks.shape[0]):
+        t = chunks[k, 0]
+        a = carray(address(ptrs[t], m), sizes[t])
+        local = 0
+        for i in range(chunks[k, 1], chunks[k, 2]):
+            x = ld(a, i)
+            local += (x - x) != 0  # x - x is 0 for every finite x, NaN for inf and NaN
+        bad += local
+    return bad
+
+
+def all_finite(tensors) -> bool:
+    """Whether every element of these contiguous CPU float tensors is finite: one parallel read."""
+    by_dtype: dict = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    with _LOCK:
+        for dtype, ts in by_dtype.items():
+            sizes, chunks = _chunks(tuple(t.numel() for t in ts))
+            ptrs = np.array([t.data_ptr() for t in ts], dtype=np.int64)
+            if _count_nonfinite(ptrs, sizes, chunks, _MARKERS[dtype]):
+                return False
+    return True
 
 
 @njit(cache=True)
@@ -166,16 +211,22 @@ def dense_step(algo: Algo, group, params, grads, states, sdtype) -> None:
     cdt = compute_dtype(params[0].dtype, sdtype)
     ptrs = _addresses(params, grads, states, _slots(algo, group))
     sizes, chunks = _chunks(tuple(p.numel() for p in params))
+    with _LOCK:
+        _dense_step(algo, group, ptrs, sizes, chunks, pm, sm, cdt, states, sdtype, len(params))
+
+
+def _dense_step(algo, group, ptrs, sizes, chunks, pm, sm, cdt, states, sdtype, count):
     steps = bump_steps(states)
+    par = int(sizes.sum()) >= PARALLEL_MIN
     h = _hyper(algo, group, cdt, sdtype)
     c = algo.consts(steps, group)
     if algo.norms_kind is not None:
         part = np.empty((len(chunks), 2))
-        drivers(algo.norms_kind)[1](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt), part)
-        sums = np.zeros((len(params), 2))
+        drivers(algo.norms_kind, par)[1](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt), part)
+        sums = np.zeros((count, 2))
         np.add.at(sums, chunks[:, 0], part)
         c[:, algo.ratio_slot] = trust_ratio(sums[:, 0], sums[:, 1], *algo.trust(group))
-    drivers(algo.kind)[0](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt))
+    drivers(algo.kind, par)[0](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt))
 
 
 def lazy_rows_step(algo: Algo, group, p, grad, state, sdtype) -> None:
@@ -185,8 +236,11 @@ def lazy_rows_step(algo: Algo, group, p, grad, state, sdtype) -> None:
     values = grad.values().to(p.dtype).contiguous()
     cdt = compute_dtype(p.dtype, sdtype)
     ptrs = _addresses([p], [p], [state], _slots(algo, group))[0]
-    steps = bump_steps([state])
+    with _LOCK:
+        steps = bump_steps([state])
     c = algo.consts(steps, group).astype(cdt)[0]
     width = p.numel() // p.shape[0] if p.shape[0] else 0
-    drivers(algo.kind)[2](ptrs, p.numel(), rows, width, values.data_ptr(),
-                _MARKERS[p.dtype], _MARKERS[sdtype], _hyper(algo, group, cdt, sdtype), c)
+    with _LOCK:
+        drivers(algo.kind, len(rows) * width >= PARALLEL_MIN)[2](
+            ptrs, p.numel(), rows, width, values.data_ptr(),
+                              _MARKERS[p.dtype], _MARKERS[sdtype], _hyper(algo, group, cdt, sdtype), c)
