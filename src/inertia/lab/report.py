@@ -26,7 +26,8 @@ from .store import Store, workload_hash
 
 RANKING = ("Within a workload, entries are ordered by median steps to target, then median final metric "
            "(workloads whose entries differ in cost per step, like minibatch, by median seconds to target). "
-           "The order alone is not a claim; only the listed claims are supported by the seeds.")
+           "The order alone is not a claim; only the listed claims are supported by the seeds. Seconds are "
+           "wall-clock training time on this machine and move with its other load; steps do not.")
 
 ADVICE = [
     "**Adam is the robust default.** It combines momentum's running average of gradients with "
