@@ -115,19 +115,35 @@ def _problem(shapes, seed=0):
     return ps
 
 
-def time_steps(make, shapes, repeats, steps_per_block, warmup=2) -> float:
-    """Median seconds per step."""
-    ps = _problem(shapes)
-    opt = make(ps)
-    for _ in range(warmup):
-        opt.step()
-    times = []
+def time_steps(makers: dict, shapes, repeats, steps_per_block, warmup=2) -> dict[str, float]:
+    """Median seconds per step of each optimizer. The contenders are timed round-robin, one
+    block each per round, so a slow spell of a shared machine hits all of them alike."""
+    opts = {}
+    for name, make in makers.items():
+        try:
+            opts[name] = make(_problem(shapes))
+            for _ in range(warmup):
+                opts[name].step()
+        except Exception as e:  # a peer that cannot run this configuration
+            print(f"  {name}: skipped ({type(e).__name__}: {e})")
+            opts.pop(name, None)
+    times = {name: [] for name in opts}
     for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(steps_per_block):
-            opt.step()
-        times.append((time.perf_counter() - t) / steps_per_block)
-    return statistics.median(times)
+        for name, opt in opts.items():
+            t = time.perf_counter()
+            for _ in range(steps_per_block):
+                opt.step()
+            times[name].append((time.perf_counter() - t) / steps_per_block)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _without_check(make):
+    """``make``, with the base class's non-finite gradient check switched off."""
+    def made(ps):
+        opt = make(ps)
+        opt._gradients_finite = lambda work: True
+        return opt
+    return made
 
 
 def stream_bandwidth(n: int, repeats: int) -> float:
@@ -143,14 +159,16 @@ def stream_bandwidth(n: int, repeats: int) -> float:
     return 12 * n / statistics.median(times)
 
 
-def nonfinite_check_cost(shapes, repeats) -> float:
+def nonfinite_check_cost(shapes, repeats, check=None) -> float:
+    """Seconds per call of the base class's check (or of ``check``) over all gradients."""
+    check = check or inertia_base._all_finite
     ps = _problem(shapes)
     grads = [p.grad for p in ps]
-    inertia_base._all_finite(grads)
+    check(grads)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        inertia_base._all_finite(grads)
+        check(grads)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -191,7 +209,13 @@ def main(argv=None) -> None:
     ap.add_argument("--params", type=float, default=None, help="total parameters (default 20e6)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--only", nargs="*", default=None, help="optimizer names to run")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for torch and numba (default: all cores); 1 gives stable "
+                         "figures on a machine shared with other jobs")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["NUMBA_NUM_THREADS"] = str(args.threads)  # before numba starts its pool
     total = args.params or (8e6 if args.quick else 20e6)
     repeats = args.repeats or (3 if args.quick else 7)
     spb = 2 if args.quick else 3
@@ -210,20 +234,10 @@ def main(argv=None) -> None:
         peers = {**_torch_peers(name), **_third_party_peers(name)}
         if args.quick:
             peers.pop("torch for-loop", None)
-        t_inertia = time_steps(INERTIA[name], shapes, repeats, spb)
-        # The same step without the base class's non-finite check (one extra read of grads).
-        saved = inertia_base.Optimizer._gradients_finite
-        inertia_base.Optimizer._gradients_finite = lambda self, work: True
-        try:
-            t_nocheck = time_steps(INERTIA[name], shapes, repeats, spb)
-        finally:
-            inertia_base.Optimizer._gradients_finite = saved
-        peer_times = {}
-        for pname, make in peers.items():
-            try:
-                peer_times[pname] = time_steps(make, shapes, repeats, spb)
-            except Exception as e:  # a peer that cannot run this configuration
-                print(f"  {name} / {pname}: skipped ({type(e).__name__}: {e})")
+        got = time_steps({"inertia": INERTIA[name], "no check": _without_check(INERTIA[name]),
+                          **peers}, shapes, repeats, spb)
+        t_inertia, t_nocheck = got.pop("inertia"), got.pop("no check")
+        peer_times = got
         best = min(peer_times.items(), key=lambda kv: kv[1]) if peer_times else (None, None)
         roof = bw / BYTES[name]
         row = dict(name=name, bytes=BYTES[name], inertia=n / t_inertia, nocheck=n / t_nocheck,
@@ -235,15 +249,16 @@ def main(argv=None) -> None:
               f"  vs best peer {vs:28s}  roofline {row['inertia'] / roof:.2f}  "
               + "  ".join(f"{k} {v / 1e6:.0f}" for k, v in row["peers"].items()))
 
-    check = nonfinite_check_cost(shapes, repeats)
+    from inertia import kernels
+
+    check = (nonfinite_check_cost(shapes, repeats), nonfinite_check_cost(shapes, repeats, kernels.all_finite))
     small = [(1000,)] * 100
     small_rows = {}
     for name in ("Adam", "SGD", "Lion", "LAMB"):
         if name not in names:
             continue
-        small_rows[name] = {"inertia": time_steps(INERTIA[name], small, repeats, 50)}
-        for pname, make in _torch_peers(name).items():
-            small_rows[name][pname] = time_steps(make, small, repeats, 50)
+        small_rows[name] = time_steps({"inertia": INERTIA[name], **_torch_peers(name)},
+                                      small, repeats, 50)
     jit = jit_costs([nm for nm in names if nm in ("Momentum", "RMSprop", "Lion", "LAMB", "LARS",
                                                    "Adam bf16 state", "Adam")])
     _write(args, n, len(shapes), threads, bw, rows, check, small_rows, jit)
@@ -258,16 +273,24 @@ def _write(args, n, count, threads, bw, rows, check, small_rows, jit) -> None:
              f"Medians. Stream bandwidth (in-place `a += s*b`, 12 B/elem): **{bw / 1e9:.1f} GB/s**.",
              "", "Mparam/s (higher is better). *roofline* = bandwidth / bytes per param; "
              "*no check* = inertia without the base class's non-finite gradient check.", "",
-             "| optimizer | B/param | inertia | no check | best peer | vs best peer | vs roofline | all peers |",
-             "|---|---:|---:|---:|---|---:|---:|---|"]
+             "*proposed check* = no check + `inertia.kernels.all_finite` (the base.py change proposed in "
+             "docs/kernels.md).", "",
+             "| optimizer | B/param | inertia | no check | proposed check | best peer | vs best peer | "
+             "vs best (proposed) | vs roofline (no check) | all peers |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for r in rows:
         best = f"{r['best']} {r['best_rate'] / 1e6:.0f}" if r["best"] else "-"
         ratio = f"{r['inertia'] / r['best_rate']:.2f}x" if r["best"] else "-"
         peers = ", ".join(f"{k} {v / 1e6:.0f}" for k, v in r["peers"].items())
+        proposed = n / (n / r["nocheck"] + check[1])
+        ratio2 = f"{proposed / r['best_rate']:.2f}x" if r["best"] else "-"
         lines.append(f"| {r['name']} | {r['bytes']} | {r['inertia'] / 1e6:.0f} | {r['nocheck'] / 1e6:.0f} "
-                     f"| {best} | {ratio} | {r['inertia'] / r['roof']:.2f} | {peers} |")
-    lines += ["", f"Non-finite gradient check (`torch._foreach_norm(inf)` over all grads): "
-              f"{check * 1e3:.2f} ms per step = {n / check / 1e6:.0f} Mparam/s on its own.", ""]
+                     f"| {proposed / 1e6:.0f} | {best} | {ratio} | {ratio2} | {r['nocheck'] / r['roof']:.2f} "
+                     f"| {peers} |")
+    lines += ["", f"Non-finite gradient check over all grads, per step: base class "
+              f"(`torch._foreach_norm(inf)`) {check[0] * 1e3:.2f} ms = {n / check[0] / 1e6:.0f} Mparam/s; "
+              f"proposed `inertia.kernels.all_finite` (numba, one read) {check[1] * 1e3:.2f} ms = "
+              f"{n / check[1] / 1e6:.0f} Mparam/s.", ""]
     if small_rows:
         lines += ["## Small model: 100 tensors x 1k elements (launch-bound), microseconds per step", "",
                   "| optimizer | " + " | ".join(next(iter(small_rows.values()))) + " |",

@@ -14,7 +14,8 @@ CPU, anything else        numba: one parallel sweep over all tensors (:mod:`.cpu
 (Momentum, RMSprop, Lion, LAMB/LARS in two sweeps; bf16 params or state stored as bf16
 LAMB, LARS, bf16 state)   and computed in float32
 CPU, ``sparse="lazy"``    numba: the touched rows only (element-wise algorithms)
-CUDA                      torch fused (Adam/AdamW/SGD/Adagrad), else Triton (:mod:`.cuda`)
+CUDA                      Triton (:mod:`.cuda`), unverified on hardware; without triton,
+                          the reference
 anything else             the reference (complex, mixed devices, non-contiguous tensors,
                           foreign state dtypes, numba or triton missing)
 ========================  ===============================================================
@@ -93,7 +94,7 @@ def fused_step(optimizer, group, params) -> bool:
         backend = cuda if cuda.available() else None
     else:
         backend = _numba_cpu() if device == "cpu" else None
-    if backend is None and (device not in ("cpu", "cuda") or algo.torch_fused is None):
+    if backend is None and (device != "cpu" or algo.torch_fused is None):
         return False
 
     rule = None
@@ -127,7 +128,8 @@ def fused_step(optimizer, group, params) -> bool:
         bucket[2].append(state)
 
     for (pdtype, sdtype), (ps, gs, states) in buckets.items():
-        if algo.torch_fused and pdtype == sdtype and pdtype in _TORCH_FUSED_DTYPES:
+        if (algo.torch_fused and device == "cpu" and pdtype == sdtype
+                and pdtype in _TORCH_FUSED_DTYPES):
             from .torch_fused import step as torch_step
 
             torch_step(algo, group, ps, gs, states)

@@ -48,13 +48,31 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 _LOCK = threading.Lock()
 
 
-def _make_drivers(kind: int, parallel: bool):
+def _source_salt() -> int:
+    # numba's cache is invalidated by edits to the file of the cached function only, not to
+    # the rules it calls; a hash of those files, as a closure constant of every driver, is
+    # part of the cache key, so editing a rule can never load stale machine code.
+    import hashlib
+
+    here = os.path.dirname(__file__)
+    digest = hashlib.sha256()
+    for name in ("rules.py", "_memory.py", "algos.py"):
+        with open(os.path.join(here, name), "rb") as f:
+            digest.update(f.read())
+    return int.from_bytes(digest.digest()[:7], "little")
+
+
+_SALT = _source_salt()
+
+
+def _make_drivers(kind: int, parallel: bool, salt: int = _SALT):
     # ``kind`` is a closure constant, so numba types it as a literal: ``elem`` resolves to
     # one rule at compile time, and the cache keys each kind's machine code apart (``parallel``
-    # is a closure constant too, so serial and parallel builds get different cache keys).
+    # and ``salt`` are closure constants too, so they are part of the cache key).
 
-    @njit(parallel=parallel, cache=True)
+    @njit(parallel=parallel, cache=True, error_model="numpy")
     def sweep(ptrs, sizes, chunks, pm, sm, h, c):
+        _ = salt
         for k in prange(chunks.shape[0]):
             t = chunks[k, 0]
             n = sizes[t]
@@ -68,9 +86,10 @@ def _make_drivers(kind: int, parallel: bool):
             for i in range(chunks[k, 1], chunks[k, 2]):
                 elem(kind, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
 
-    @njit(parallel=parallel, cache=True)
+    @njit(parallel=parallel, cache=True, error_model="numpy")
     def sweep_norms(ptrs, sizes, chunks, pm, sm, h, c, out):
         # The same sweep for a rule that returns two squares; out[k] = their sums on chunk k.
+        _ = salt
         for k in prange(chunks.shape[0]):
             t = chunks[k, 0]
             n = sizes[t]
@@ -90,9 +109,10 @@ def _make_drivers(kind: int, parallel: bool):
             out[k, 0] = a
             out[k, 1] = b
 
-    @njit(parallel=parallel, cache=True)
+    @njit(parallel=parallel, cache=True, error_model="numpy")
     def sweep_rows(ptrs, n, rows, width, values, pm, sm, h, c):
         # Lazy sparse update: only the rows a coalesced COO gradient touches, and their state.
+        _ = salt
         p = carray(address(ptrs[0], pm), n)
         s0 = carray(address(ptrs[2], sm), n)
         s1 = carray(address(ptrs[3], sm), n)

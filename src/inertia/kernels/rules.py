@@ -16,6 +16,8 @@ How a parameter group becomes ``h`` and ``c`` is in :mod:`inertia.kernels.algos`
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 from numba.core import types
@@ -26,9 +28,22 @@ from .algos import (ADAGRAD, ADAM, LAMB_APPLY, LAMB_NORMS, LARS_APPLY, LARS_NORM
                     MOMENTUM, RMSPROP, SGD)
 
 # ----------------------------------------------------------------------------- the math
+# Scalar helpers written out: numpy's scalar ufuncs (np.sign, np.maximum, np.sqrt) compile
+# to calls that block vectorisation and ran 20-100x slower here than these selects.
 
 
-@njit
+@njit(inline="always", error_model="numpy")
+def _sign(x):
+    return x if x != x else (x > 0) - (x < 0) + x * 0  # torch.sign: -1, 0, 1, NaN stays NaN
+
+
+@njit(inline="always", error_model="numpy")
+def _maximum(a, b):
+    return a if (a >= b or a != a) else b  # torch.maximum propagates NaN
+
+
+
+@njit(inline="always", error_model="numpy")
 def _sgd(i, g, p, s0, s1, s2, h, c):
     # h = (sign, -lr, wd, mu, 1 - dampening, nesterov, has_momentum); c = (first_step,)
     w = ld(p, i)
@@ -42,7 +57,7 @@ def _sgd(i, g, p, s0, s1, s2, h, c):
     st(p, i, w + u * h[1])
 
 
-@njit
+@njit(inline="always", error_model="numpy")
 def _momentum(i, g, p, s0, s1, s2, h, c):
     # h = (sign, -lr, wd, beta, 1 - beta, nesterov)
     w = ld(p, i)
@@ -54,7 +69,7 @@ def _momentum(i, g, p, s0, s1, s2, h, c):
     st(p, i, w + u * h[1])
 
 
-@njit
+@njit(inline="always", error_model="numpy")
 def _rmsprop(i, g, p, s0, s1, s2, h, c):
     # h = (sign, -lr, wd, alpha, 1 - alpha, eps, centered, mu); slots: square_avg, grad_avg, buf
     w = ld(p, i)
@@ -65,16 +80,16 @@ def _rmsprop(i, g, p, s0, s1, s2, h, c):
     if h[6] != 0:
         a = h[3] * ld(s1, i) + h[4] * g
         st(s1, i, a)
-        u = g / (np.sqrt(sq - a * a) + h[5])
+        u = g / (math.sqrt(sq - a * a) + h[5])
     else:
-        u = g / (np.sqrt(sq) + h[5])
+        u = g / (math.sqrt(sq) + h[5])
     if h[7] > 0:
         u = h[7] * ld(s2, i) + u
         st(s2, i, u)
     st(p, i, w + u * h[1])
 
 
-@njit
+@njit(inline="always", error_model="numpy")
 def _adam_direction(i, g, w, s0, s1, s2, h, c, store):
     # h = (sign, -lr, b1, 1 - b1, b2, 1 - b2, eps, wd, amsgrad, decoupled); c = (1-b1^t, 1-b2^t)
     if h[9] == 0 and h[7] != 0:
@@ -85,22 +100,22 @@ def _adam_direction(i, g, w, s0, s1, s2, h, c, store):
         st(s0, i, m)
         st(s1, i, v)
     if h[8] != 0:
-        v = np.maximum(ld(s2, i), v)
+        v = _maximum(ld(s2, i), v)
         if store:
             st(s2, i, v)
-    u = (m / c[0]) / (np.sqrt(v / c[1]) + h[6])
+    u = (m / c[0]) / (math.sqrt(v / c[1]) + h[6])
     if h[9] != 0 and h[7] != 0:
         u = u + h[7] * w
     return u
 
 
-@njit
+@njit(inline="always", error_model="numpy")
 def _adam(i, g, p, s0, s1, s2, h, c):
     w = ld(p, i)
     st(p, i, w + _adam_direction(i, g, w, s0, s1, s2, h, c, True) * h[1])
 
 
-@njit
+@njit(inline="always", error_model="numpy")
 def _adagrad(i, g, p, s0, s1, s2, h, c):
     # h = (sign, -lr, wd, eps); c = (1 + (t-1) * lr_decay,)
     w = ld(p, i)
@@ -108,15 +123,15 @@ def _adagrad(i, g, p, s0, s1, s2, h, c):
         g = g + h[2] * w
     s = ld(s0, i) + g * g
     st(s0, i, s)
-    st(p, i, w + (g / (np.sqrt(s) + h[3])) / c[0] * h[1])
+    st(p, i, w + (g / (math.sqrt(s) + h[3])) / c[0] * h[1])
 
 
-@njit
+@njit(inline="always", error_model="numpy")
 def _lion(i, g, p, s0, s1, s2, h, c):
     # h = (sign, -lr, wd, b1, 1 - b1, b2, 1 - b2)
     w = ld(p, i)
     m = ld(s0, i)
-    u = np.sign(h[3] * m + h[4] * g)
+    u = _sign(h[3] * m + h[4] * g)
     st(s0, i, h[5] * m + h[6] * g)
     if h[2] != 0:
         u = u + h[2] * w
@@ -129,27 +144,27 @@ def _lion(i, g, p, s0, s1, s2, h, c):
 # float32); narrower state is only read in pass 1 and the moments recomputed and written in
 # pass 2 from the unchanged gradient, because re-reading rounded moments would step along a
 # rounded direction, unlike the reference.
-@njit
+@njit(inline="always", error_model="numpy")
 def _lamb_norms(i, g, p, s0, s1, s2, h, c):
     w = ld(p, i)
     u = _adam_direction(i, g, w, s0, s1, s2, h, c, h[10] == 0)
     return np.float64(w) * np.float64(w), np.float64(u) * np.float64(u)
 
 
-@njit
+@njit(inline="always", error_model="numpy")
 def _lamb_apply(i, g, p, s0, s1, s2, h, c):
     # c = (1-b1^t, 1-b2^t, trust ratio)
     w = ld(p, i)
     if h[10] != 0:
         u = _adam_direction(i, g, w, s0, s1, s2, h, c, True)
     else:
-        u = (ld(s0, i) / c[0]) / (np.sqrt(ld(s1, i) / c[1]) + h[6])
+        u = (ld(s0, i) / c[0]) / (math.sqrt(ld(s1, i) / c[1]) + h[6])
         if h[7] != 0:
             u = u + h[7] * w
     st(p, i, w + (u * c[2]) * h[1])
 
 
-@njit
+@njit(inline="always", error_model="numpy")
 def _lars_norms(i, g, p, s0, s1, s2, h, c):
     # h = (sign, lr, wd, mu, nesterov)
     w = ld(p, i)
@@ -158,7 +173,7 @@ def _lars_norms(i, g, p, s0, s1, s2, h, c):
     return np.float64(w) * np.float64(w), np.float64(g) * np.float64(g)
 
 
-@njit
+@njit(inline="always", error_model="numpy")
 def _lars_apply(i, g, p, s0, s1, s2, h, c):
     # c = (trust ratio,); b <- mu b + lr r u;  p <- p - (b or, Nesterov, lr r u + mu b)
     w = ld(p, i)
@@ -183,7 +198,7 @@ def elem(kind, i, g, p, s0, s1, s2, h, c):
     """Apply rule number ``kind`` (a compile-time literal) to coordinate ``i``."""
 
 
-@overload(elem)
+@overload(elem, inline="always")
 def _elem(kind, i, g, p, s0, s1, s2, h, c):
     if not isinstance(kind, types.IntegerLiteral):
         return None  # numba first tries without literal values, then with them
