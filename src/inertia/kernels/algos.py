@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 
 SGD, MOMENTUM, RMSPROP, ADAM, ADAGRAD, LION, LAMB_NORMS, LAMB_APPLY, LARS_NORMS, LARS_APPLY = range(10)
+# Variant bits: compile-time flags of a kernel (those that decide which arrays are written).
+HAS_MOMENTUM, CENTERED, AMSGRAD, NARROW = 1, 2, 4, 8
 
 
 
@@ -75,11 +77,14 @@ class Algo:
     trust: Callable | None = None  # group -> (coefficient, eps) of the trust ratio
     ratio_slot: int = 0            # where the apply pass reads the ratio in ``c``
     torch_fused: str | None = None  # the aten op that computes exactly this rule, if any
+    variant: Callable = lambda group: 0  # group -> variant bits
+    narrow_matters: bool = False   # whether bf16 state changes the kernel (LAMB: NARROW)
 
 
 ALGOS = {
     "sgd": Algo("sgd", SGD, lambda g: ("momentum_buffer" if g["momentum"] != 0 else None,),
-                _sgd_hyper, _sgd_consts, torch_fused="sgd"),
+                _sgd_hyper, _sgd_consts, torch_fused="sgd",
+                variant=lambda g: HAS_MOMENTUM if g["momentum"] != 0 else 0),
     "momentum": Algo("momentum", MOMENTUM, lambda g: ("velocity",),
                      lambda g: (_sign(g), -_lr(g), g["weight_decay"], g["beta"], 1 - g["beta"],
                                 float(g["nesterov"]))),
@@ -87,10 +92,13 @@ ALGOS = {
                     lambda g: ("square_avg", "grad_avg" if g["centered"] else None,
                                "momentum_buffer" if g["momentum"] > 0 else None),
                     lambda g: (_sign(g), -_lr(g), g["weight_decay"], g["alpha"], 1 - g["alpha"],
-                               g["eps"], float(g["centered"]), g["momentum"])),
+                               g["eps"], float(g["centered"]), g["momentum"]),
+                    variant=lambda g: (CENTERED if g["centered"] else 0)
+                    | (HAS_MOMENTUM if g["momentum"] > 0 else 0)),
     "adam": Algo("adam", ADAM,
                  lambda g: ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if g["amsgrad"] else None),
-                 _adam_hyper, _adam_consts, torch_fused="adam"),
+                 _adam_hyper, _adam_consts, torch_fused="adam",
+                 variant=lambda g: AMSGRAD if g["amsgrad"] else 0),
     "adagrad": Algo("adagrad", ADAGRAD, lambda g: ("sum",),
                     lambda g: (_sign(g), -_lr(g), g["weight_decay"], g["eps"]),
                     _adagrad_consts, torch_fused="adagrad"),
@@ -99,7 +107,8 @@ ALGOS = {
                             g["betas"][1], 1 - g["betas"][1])),
     "lamb": Algo("lamb", LAMB_APPLY, lambda g: ("exp_avg", "exp_avg_sq"),
                  lambda g: _adam_hyper(g, amsgrad=False, decoupled=True), _adam_consts,
-                 norms_kind=LAMB_NORMS, trust=lambda g: (1.0, 0.0), ratio_slot=2),
+                 norms_kind=LAMB_NORMS, trust=lambda g: (1.0, 0.0), ratio_slot=2,
+                 narrow_matters=True),
     "lars": Algo("lars", LARS_APPLY, lambda g: ("momentum_buffer",),
                  lambda g: (_sign(g), _lr(g), g["weight_decay"], g["momentum"],
                             float(g["nesterov"])),

@@ -30,7 +30,7 @@ import torch
 from numba import carray, njit, prange
 
 from ._memory import address, ld
-from .algos import Algo, trust_ratio
+from .algos import NARROW, Algo, trust_ratio
 from .rules import elem
 
 CHUNK = 1 << 15  # elements: 128 KiB of float32, a few arrays' worth fits in L2
@@ -65,10 +65,10 @@ def _source_salt() -> int:
 _SALT = _source_salt()
 
 
-def _make_drivers(kind: int, parallel: bool, salt: int = _SALT):
+def _make_drivers(kind: int, variant: int, parallel: bool, salt: int = _SALT):
     # ``kind`` is a closure constant, so numba types it as a literal: ``elem`` resolves to
-    # one rule at compile time, and the cache keys each kind's machine code apart (``parallel``
-    # and ``salt`` are closure constants too, so they are part of the cache key).
+    # one rule at compile time. ``variant`` is a constant LLVM folds into the inlined rule.
+    # All closure constants (``parallel`` and ``salt`` too) are part of numba's cache key.
 
     @njit(parallel=parallel, cache=True, error_model="numpy")
     def sweep(ptrs, sizes, chunks, pm, sm, h, c):
@@ -83,8 +83,8 @@ def _make_drivers(kind: int, parallel: bool, salt: int = _SALT):
             s2 = carray(address(ptrs[t, 4], sm), n)
             ct = (c[t, 0], c[t, 1], c[t, 2])
             sign = h[0]
-            for i in range(chunks[k, 1], chunks[k, 2]):
-                elem(kind, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
+            for i in range(np.uint64(chunks[k, 1]), np.uint64(chunks[k, 2])):
+                elem(kind, variant, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
 
     @njit(parallel=parallel, cache=True, error_model="numpy")
     def sweep_norms(ptrs, sizes, chunks, pm, sm, h, c, out):
@@ -102,8 +102,8 @@ def _make_drivers(kind: int, parallel: bool, salt: int = _SALT):
             sign = h[0]
             a = 0.0
             b = 0.0
-            for i in range(chunks[k, 1], chunks[k, 2]):
-                x, y = elem(kind, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
+            for i in range(np.uint64(chunks[k, 1]), np.uint64(chunks[k, 2])):
+                x, y = elem(kind, variant, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
                 a += x
                 b += y
             out[k, 0] = a
@@ -121,26 +121,31 @@ def _make_drivers(kind: int, parallel: bool, salt: int = _SALT):
         ct = (c[0], c[1], c[2])
         sign = h[0]
         for r in prange(rows.shape[0]):
-            base = rows[r] * width
-            src = r * width
-            for j in range(width):
-                elem(kind, base + j, ld(gv, src + j) * sign, p, s0, s1, s2, h, ct)
+            base = np.uint64(rows[r] * width)
+            src = np.uint64(r * width)
+            for j in range(np.uint64(width)):
+                elem(kind, variant, base + j, ld(gv, src + j) * sign, p, s0, s1, s2, h, ct)
 
     return sweep, sweep_norms, sweep_rows
 
 
-_drivers_by_kind: dict[tuple[int, bool], tuple] = {}
+_drivers_by_kind: dict[tuple[int, int, bool], tuple] = {}
 # Below this many elements a step takes microseconds and waking a thread pool costs more
 # than it saves (and disturbs torch's own OpenMP threads): run on the calling thread.
 PARALLEL_MIN = 1 << 18
 
 
-def drivers(kind: int, parallel: bool = True) -> tuple:
-    """``(sweep, sweep_norms, sweep_rows)`` compiled for rule ``kind`` (made once per process)."""
-    key = (kind, parallel)
+def drivers(kind: int, variant: int = 0, parallel: bool = True) -> tuple:
+    """``(sweep, sweep_norms, sweep_rows)`` for rule ``kind`` and ``variant`` (made once per process)."""
+    key = (kind, variant, parallel)
     if key not in _drivers_by_kind:
-        _drivers_by_kind[key] = _make_drivers(kind, parallel)
+        _drivers_by_kind[key] = _make_drivers(kind, variant, parallel)
     return _drivers_by_kind[key]
+
+
+def _variant(algo: Algo, group, sdtype) -> int:
+    narrow = NARROW if algo.narrow_matters and sdtype == torch.bfloat16 else 0
+    return algo.variant(group) | narrow
 
 
 @njit(parallel=True, cache=True)
@@ -202,8 +207,7 @@ def _chunks(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _hyper(algo: Algo, group, cdt, sdtype):
-    # The last entry flags state narrower than the compute dtype (LAMB's h[10]).
-    return tuple(cdt(x) for x in algo.hyper(group) + (float(sdtype == torch.bfloat16),))
+    return tuple(cdt(x) for x in algo.hyper(group))
 
 
 def _addresses(params, grads, states, slots) -> np.ndarray:
@@ -238,15 +242,16 @@ def dense_step(algo: Algo, group, params, grads, states, sdtype) -> None:
 def _dense_step(algo, group, ptrs, sizes, chunks, pm, sm, cdt, states, sdtype, count):
     steps = bump_steps(states)
     par = int(sizes.sum()) >= PARALLEL_MIN
+    var = _variant(algo, group, sdtype)
     h = _hyper(algo, group, cdt, sdtype)
     c = algo.consts(steps, group)
     if algo.norms_kind is not None:
         part = np.empty((len(chunks), 2))
-        drivers(algo.norms_kind, par)[1](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt), part)
+        drivers(algo.norms_kind, var, par)[1](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt), part)
         sums = np.zeros((count, 2))
         np.add.at(sums, chunks[:, 0], part)
         c[:, algo.ratio_slot] = trust_ratio(sums[:, 0], sums[:, 1], *algo.trust(group))
-    drivers(algo.kind, par)[0](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt))
+    drivers(algo.kind, var, par)[0](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt))
 
 
 def lazy_rows_step(algo: Algo, group, p, grad, state, sdtype) -> None:
@@ -261,6 +266,6 @@ def lazy_rows_step(algo: Algo, group, p, grad, state, sdtype) -> None:
     c = algo.consts(steps, group).astype(cdt)[0]
     width = p.numel() // p.shape[0] if p.shape[0] else 0
     with _LOCK:
-        drivers(algo.kind, len(rows) * width >= PARALLEL_MIN)[2](
+        drivers(algo.kind, _variant(algo, group, sdtype), len(rows) * width >= PARALLEL_MIN)[2](
             ptrs, p.numel(), rows, width, values.data_ptr(),
                               _MARKERS[p.dtype], _MARKERS[sdtype], _hyper(algo, group, cdt, sdtype), c)

@@ -16,118 +16,118 @@ How a parameter group becomes ``h`` and ``c`` is in :mod:`inertia.kernels.algos`
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 from numba.core import types
 from numba.extending import overload
 
 from ._memory import ld, st
-from .algos import (ADAGRAD, ADAM, LAMB_APPLY, LAMB_NORMS, LARS_APPLY, LARS_NORMS, LION,
-                    MOMENTUM, RMSPROP, SGD)
+from .algos import (ADAGRAD, ADAM, AMSGRAD, CENTERED, HAS_MOMENTUM, LAMB_APPLY, LAMB_NORMS,
+                    LARS_APPLY, LARS_NORMS, LION, MOMENTUM, NARROW, RMSPROP, SGD)
 
 # ----------------------------------------------------------------------------- the math
-# Scalar helpers written out: numpy's scalar ufuncs (np.sign, np.maximum, np.sqrt) compile
-# to calls that block vectorisation and ran 20-100x slower here than these selects.
+# Flags that decide whether a state array is written at all (amsgrad, centered, momentum,
+# ...) arrive as the compile-time bitmask ``v`` (see ``algos.Algo.variant``), so that LLVM
+# folds them away: a store under a runtime condition stops the loop from vectorising.
+# Flags that only pick between values stay runtime entries of ``h`` (they become selects).
 
 
-@njit(inline="always", error_model="numpy")
+@njit(error_model="numpy")
 def _sign(x):
     return x if x != x else (x > 0) - (x < 0) + x * 0  # torch.sign: -1, 0, 1, NaN stays NaN
 
 
-@njit(inline="always", error_model="numpy")
+@njit(error_model="numpy")
 def _maximum(a, b):
     return a if (a >= b or a != a) else b  # torch.maximum propagates NaN
 
 
 
-@njit(inline="always", error_model="numpy")
-def _sgd(i, g, p, s0, s1, s2, h, c):
+@njit(error_model="numpy")
+def _sgd(i, g, p, s0, s1, s2, h, c, v):
     # h = (sign, -lr, wd, mu, 1 - dampening, nesterov, has_momentum); c = (first_step,)
     w = ld(p, i)
     if h[2] != 0:
         g = g + h[2] * w
     u = g
-    if h[6] != 0:
+    if v & HAS_MOMENTUM:
         b = g if c[0] != 0 else h[3] * ld(s0, i) + h[4] * g
         st(s0, i, b)
         u = g + h[3] * b if h[5] != 0 else b
     st(p, i, w + u * h[1])
 
 
-@njit(inline="always", error_model="numpy")
-def _momentum(i, g, p, s0, s1, s2, h, c):
+@njit(error_model="numpy")
+def _momentum(i, g, p, s0, s1, s2, h, c, v):
     # h = (sign, -lr, wd, beta, 1 - beta, nesterov)
     w = ld(p, i)
     if h[2] != 0:
         g = g + h[2] * w
-    v = h[3] * ld(s0, i) + h[4] * g
-    st(s0, i, v)
-    u = h[3] * v + h[4] * g if h[5] != 0 else v
+    e = h[3] * ld(s0, i) + h[4] * g
+    st(s0, i, e)
+    u = h[3] * e + h[4] * g if h[5] != 0 else e
     st(p, i, w + u * h[1])
 
 
-@njit(inline="always", error_model="numpy")
-def _rmsprop(i, g, p, s0, s1, s2, h, c):
+@njit(error_model="numpy")
+def _rmsprop(i, g, p, s0, s1, s2, h, c, v):
     # h = (sign, -lr, wd, alpha, 1 - alpha, eps, centered, mu); slots: square_avg, grad_avg, buf
     w = ld(p, i)
     if h[2] != 0:
         g = g + h[2] * w
     sq = h[3] * ld(s0, i) + h[4] * g * g
     st(s0, i, sq)
-    if h[6] != 0:
+    if v & CENTERED:
         a = h[3] * ld(s1, i) + h[4] * g
         st(s1, i, a)
-        u = g / (math.sqrt(sq - a * a) + h[5])
+        u = g / (np.sqrt(sq - a * a) + h[5])
     else:
-        u = g / (math.sqrt(sq) + h[5])
-    if h[7] > 0:
+        u = g / (np.sqrt(sq) + h[5])
+    if v & HAS_MOMENTUM:
         u = h[7] * ld(s2, i) + u
         st(s2, i, u)
     st(p, i, w + u * h[1])
 
 
-@njit(inline="always", error_model="numpy")
-def _adam_direction(i, g, w, s0, s1, s2, h, c, store):
+@njit(error_model="numpy")
+def _adam_direction(i, g, w, s0, s1, s2, h, c, v, store):
     # h = (sign, -lr, b1, 1 - b1, b2, 1 - b2, eps, wd, amsgrad, decoupled); c = (1-b1^t, 1-b2^t)
     if h[9] == 0 and h[7] != 0:
         g = g + h[7] * w
     m = h[2] * ld(s0, i) + h[3] * g
-    v = h[4] * ld(s1, i) + h[5] * g * g
+    vv = h[4] * ld(s1, i) + h[5] * g * g
     if store:
         st(s0, i, m)
-        st(s1, i, v)
-    if h[8] != 0:
-        v = _maximum(ld(s2, i), v)
+        st(s1, i, vv)
+    if v & AMSGRAD:
+        vv = _maximum(ld(s2, i), vv)
         if store:
-            st(s2, i, v)
-    u = (m / c[0]) / (math.sqrt(v / c[1]) + h[6])
+            st(s2, i, vv)
+    u = (m / c[0]) / (np.sqrt(vv / c[1]) + h[6])
     if h[9] != 0 and h[7] != 0:
         u = u + h[7] * w
     return u
 
 
-@njit(inline="always", error_model="numpy")
-def _adam(i, g, p, s0, s1, s2, h, c):
+@njit(error_model="numpy")
+def _adam(i, g, p, s0, s1, s2, h, c, v):
     w = ld(p, i)
-    st(p, i, w + _adam_direction(i, g, w, s0, s1, s2, h, c, True) * h[1])
+    st(p, i, w + _adam_direction(i, g, w, s0, s1, s2, h, c, v, True) * h[1])
 
 
-@njit(inline="always", error_model="numpy")
-def _adagrad(i, g, p, s0, s1, s2, h, c):
+@njit(error_model="numpy")
+def _adagrad(i, g, p, s0, s1, s2, h, c, v):
     # h = (sign, -lr, wd, eps); c = (1 + (t-1) * lr_decay,)
     w = ld(p, i)
     if h[2] != 0:
         g = g + h[2] * w
     s = ld(s0, i) + g * g
     st(s0, i, s)
-    st(p, i, w + (g / (math.sqrt(s) + h[3])) / c[0] * h[1])
+    st(p, i, w + (g / (np.sqrt(s) + h[3])) / c[0] * h[1])
 
 
-@njit(inline="always", error_model="numpy")
-def _lion(i, g, p, s0, s1, s2, h, c):
+@njit(error_model="numpy")
+def _lion(i, g, p, s0, s1, s2, h, c, v):
     # h = (sign, -lr, wd, b1, 1 - b1, b2, 1 - b2)
     w = ld(p, i)
     m = ld(s0, i)
@@ -139,33 +139,33 @@ def _lion(i, g, p, s0, s1, s2, h, c):
 
 
 # LAMB: pass 1 returns the squares of p and of the direction; pass 2 applies the direction
-# times the trust ratio. Which pass writes the moments depends on the state dtype (h[10]):
+# times the trust ratio. Which pass writes the moments depends on the state dtype (NARROW):
 # full-precision state is written in pass 1 and re-read exactly in pass 2 (40 B/param in
 # float32); narrower state is only read in pass 1 and the moments recomputed and written in
 # pass 2 from the unchanged gradient, because re-reading rounded moments would step along a
 # rounded direction, unlike the reference.
-@njit(inline="always", error_model="numpy")
-def _lamb_norms(i, g, p, s0, s1, s2, h, c):
+@njit(error_model="numpy")
+def _lamb_norms(i, g, p, s0, s1, s2, h, c, v):
     w = ld(p, i)
-    u = _adam_direction(i, g, w, s0, s1, s2, h, c, h[10] == 0)
+    u = _adam_direction(i, g, w, s0, s1, s2, h, c, v, (v & NARROW) == 0)
     return np.float64(w) * np.float64(w), np.float64(u) * np.float64(u)
 
 
-@njit(inline="always", error_model="numpy")
-def _lamb_apply(i, g, p, s0, s1, s2, h, c):
+@njit(error_model="numpy")
+def _lamb_apply(i, g, p, s0, s1, s2, h, c, v):
     # c = (1-b1^t, 1-b2^t, trust ratio)
     w = ld(p, i)
-    if h[10] != 0:
-        u = _adam_direction(i, g, w, s0, s1, s2, h, c, True)
+    if v & NARROW:
+        u = _adam_direction(i, g, w, s0, s1, s2, h, c, v, True)
     else:
-        u = (ld(s0, i) / c[0]) / (math.sqrt(ld(s1, i) / c[1]) + h[6])
+        u = (ld(s0, i) / c[0]) / (np.sqrt(ld(s1, i) / c[1]) + h[6])
         if h[7] != 0:
             u = u + h[7] * w
     st(p, i, w + (u * c[2]) * h[1])
 
 
-@njit(inline="always", error_model="numpy")
-def _lars_norms(i, g, p, s0, s1, s2, h, c):
+@njit(error_model="numpy")
+def _lars_norms(i, g, p, s0, s1, s2, h, c, v):
     # h = (sign, lr, wd, mu, nesterov)
     w = ld(p, i)
     if h[2] != 0:
@@ -173,8 +173,8 @@ def _lars_norms(i, g, p, s0, s1, s2, h, c):
     return np.float64(w) * np.float64(w), np.float64(g) * np.float64(g)
 
 
-@njit(inline="always", error_model="numpy")
-def _lars_apply(i, g, p, s0, s1, s2, h, c):
+@njit(error_model="numpy")
+def _lars_apply(i, g, p, s0, s1, s2, h, c, v):
     # c = (trust ratio,); b <- mu b + lr r u;  p <- p - (b or, Nesterov, lr r u + mu b)
     w = ld(p, i)
     if h[2] != 0:
@@ -194,15 +194,15 @@ _RULES = {SGD: _sgd, MOMENTUM: _momentum, RMSPROP: _rmsprop, ADAM: _adam, ADAGRA
           LARS_NORMS: _lars_norms, LARS_APPLY: _lars_apply}
 
 
-def elem(kind, i, g, p, s0, s1, s2, h, c):
-    """Apply rule number ``kind`` (a compile-time literal) to coordinate ``i``."""
+def elem(kind, v, i, g, p, s0, s1, s2, h, c):
+    """Apply rule number ``kind`` (a compile-time literal), variant ``v``, to coordinate ``i``."""
 
 
-@overload(elem, inline="always")
-def _elem(kind, i, g, p, s0, s1, s2, h, c):
+@overload(elem)
+def _elem(kind, v, i, g, p, s0, s1, s2, h, c):
     if not isinstance(kind, types.IntegerLiteral):
         return None  # numba first tries without literal values, then with them
     rule = _RULES[kind.literal_value]
-    return lambda kind, i, g, p, s0, s1, s2, h, c: rule(i, g, p, s0, s1, s2, h, c)
+    return lambda kind, v, i, g, p, s0, s1, s2, h, c: rule(i, g, p, s0, s1, s2, h, c, v)
 
 
