@@ -22,7 +22,8 @@ def test_smoke_every_workload(name):
     assert all(math.isfinite(x) for x in rec.losses)
     assert [e[0] for e in rec.evals] == [0, 2, 4]
     assert rec.state_bytes > 0 and rec.peak_memory > 0 and rec.time_per_step > 0
-    assert rec.device == ("cpu" if w.device == "cpu" or not torch.cuda.is_available() else "cuda")
+    on_cpu = w.device == "cpu" or not torch.cuda.is_available()
+    assert rec.device == ("cpu (1 thread)" if on_cpu else "cuda")
     if w.trajectory:
         assert len(rec.trajectory) == 5 and "contour" in w.extras
 
@@ -69,3 +70,9 @@ def test_listing_workloads_imports_no_optional_dependency():
 def test_unknown_workload_lists_valid_names():
     with pytest.raises(workloads.UnknownWorkloadError, match="valid names: valley"):
         workloads.get("nope")
+
+
+def test_thread_count_is_restored_after_a_run():
+    before = torch.get_num_threads()
+    runner.train(workloads.get("valley").with_budget(2), OptimizerSpec("sgd"), seed=0)
+    assert torch.get_num_threads() == before

@@ -129,9 +129,25 @@ def _current_lr(optimizer: torch.optim.Optimizer) -> float:
 
 def train(workload: Workload, spec: OptimizerSpec, seed: int, device: str | torch.device | None = None,
           progress: Progress | None = None) -> RunRecord:
-    """Train one run for the full budget and return its record (nothing is stored here)."""
-    progress = progress or _Silent()
+    """Train one run for the full budget and return its record (nothing is stored here).
+
+    On the CPU, torch's thread count is set to ``workload.cpu_threads`` for the run and
+    restored afterwards (the record's ``device`` says e.g. ``cpu (1 thread)``).
+    """
     dev = pick_device(workload, device)
+    previous = torch.get_num_threads()
+    threads = workload.cpu_threads if dev.type == "cpu" and workload.cpu_threads else previous
+    torch.set_num_threads(threads)
+    try:
+        rec = _train(workload, spec, seed, dev, progress or _Silent())
+    finally:
+        torch.set_num_threads(previous)
+    if dev.type == "cpu":
+        rec.device = f"cpu ({threads} thread{'s' if threads > 1 else ''})"
+    return rec
+
+
+def _train(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device, progress: Progress) -> RunRecord:
     started = time.perf_counter()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)

@@ -63,6 +63,11 @@ class Workload:
             none are given (empty: the lab's headline four).
         device: ``"cpu"`` to pin the workload to the CPU (2-D toys are slower on a GPU);
             None picks CUDA when present.
+        cpu_threads: torch intra-op threads while this workload trains on the CPU (restored
+            afterwards); None keeps torch's setting. The built-in workloads use 1: their
+            tensors are so small that a second thread mostly spin-waits, and on a machine
+            with other load several threads per process make steps several times slower
+            and timings erratic.
     """
 
     name: str
@@ -83,6 +88,7 @@ class Workload:
     batch_size: int | None = None
     default_entries: Sequence["OptimizerSpec"] = ()
     device: str | None = None
+    cpu_threads: int | None = None
 
     def reached(self, value: float) -> bool:
         """Whether a metric value meets the target."""

