@@ -86,7 +86,9 @@ def _make_drivers(kind: int, variant: int, parallel: bool, salt: int = _SALT):
             for i in range(np.uint64(chunks[k, 1]), np.uint64(chunks[k, 2])):
                 elem(kind, variant, i, ld(g, i) * sign, p, s0, s1, s2, h, ct)
 
-    @njit(parallel=parallel, cache=True, error_model="numpy")
+    # reassoc lets LLVM vectorise the two sums (as partial sums per lane); it applies to the
+    # driver's additions only: the inlined rule keeps its own strict float semantics.
+    @njit(parallel=parallel, cache=True, error_model="numpy", fastmath={"reassoc"})
     def sweep_norms(ptrs, sizes, chunks, pm, sm, h, c, out):
         # The same sweep for a rule that returns two squares; out[k] = their sums on chunk k.
         _ = salt
