@@ -225,7 +225,7 @@ def test_sparse_dense_mode_equals_densified(name):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_all_finite(dtype, parallel):
-    ts = [torch.randn(40_000).to(dtype), torch.randn(3, 5).to(dtype)]
+    ts = [torch.randn(40_000).to(dtype), torch.randn(3, 5).to(dtype), torch.randn(0).to(dtype)]
     assert kernels.all_finite(ts) is True
     for bad in (float("nan"), float("inf"), -float("inf")):
         ts[0][33_000] = bad

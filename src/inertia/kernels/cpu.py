@@ -150,17 +150,20 @@ def _variant(algo: Algo, group, sdtype) -> int:
     return algo.variant(group) | narrow
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _count_nonfinite(ptrs, sizes, chunks, m):
+    # x - x is 0 for every finite x and NaN for inf and NaN, and NaN survives any sum: a
+    # chunk's sum of x - x is NaN exactly when the chunk holds a non-finite value. reassoc
+    # (not nnan/ninf, which would fold x - x to 0) lets the sum vectorise.
     bad = 0
     for k in prange(chunks.shape[0]):
         t = chunks[k, 0]
         a = carray(address(ptrs[t], m), sizes[t])
-        local = 0
+        acc = 0.0
         for i in range(chunks[k, 1], chunks[k, 2]):
             x = ld(a, i)
-            local += (x - x) != 0  # x - x is 0 for every finite x, NaN for inf and NaN
-        bad += local
+            acc += x - x
+        bad += acc != 0
     return bad
 
 
