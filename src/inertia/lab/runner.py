@@ -169,6 +169,7 @@ def _train(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device
         device=str(dev), versions=versions(), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     params = list(model.parameters())
+    _warm_up(spec, params, workload.default_lr)
     if workload.trajectory:
         rec.trajectory = [_point(params)]
     rec.evals.append((0, 0.0, float(workload.evaluate(model, dev))))
@@ -217,6 +218,22 @@ def _train(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device
         rec.peak_memory = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
         rec.peak_memory_kind = "process peak RSS"
     return rec
+
+
+def _warm_up(spec: OptimizerSpec, params: list[torch.Tensor], default_lr) -> None:
+    """One step of the same optimizer on throwaway copies of the parameters, off the clock.
+
+    Fused kernels compile on first use (numba, CUDA); without this the first run of each
+    optimizer in a process would pay that once-only cost in its seconds-to-target, and a
+    run's timing would depend on the order of the comparison.
+    """
+    clones = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for c in clones:
+        c.grad = torch.zeros_like(c)
+    try:
+        specs.build_optimizer(spec, clones, default_lr).step()
+    except Exception:  # noqa: BLE001 - a warm-up failure must not hide the real run's error
+        pass
 
 
 def _point(params: list[torch.Tensor]) -> list[float]:
