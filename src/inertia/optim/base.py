@@ -228,6 +228,13 @@ def _stored_values(grad: Tensor) -> Tensor:
 def _all_finite(tensors: list[Tensor]) -> bool:
     if not tensors:
         return True
+    from .. import kernels
+
+    # On CPU torch's norms read far below memory bandwidth; the kernels' one parallel read
+    # decides where it can (None: it cannot, e.g. without numba or off the CPU).
+    fast = kernels.all_finite(tensors)
+    if fast is not None:
+        return fast
     # The infinity norm is NaN or inf exactly when some element is: one read per tensor.
     norms = torch._foreach_norm(tensors, math.inf)
     return bool(torch.isfinite(torch.stack([n.float().cpu() for n in norms])).all())
