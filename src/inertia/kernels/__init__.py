@@ -132,7 +132,8 @@ def fused_step(optimizer, group, params) -> bool:
                 and pdtype in _TORCH_FUSED_DTYPES):
             from .torch_fused import step as torch_step
 
-            torch_step(algo, group, ps, gs, states)
+            torch_step(algo, group, ps, gs, states,
+                       bump=backend.bump_steps if device == "cpu" and backend else None)
             _record(f"{device}:torch_fused")
         elif backend is not None:
             backend.dense_step(algo, group, ps, gs, states, sdtype)

@@ -231,6 +231,7 @@ def compute_dtype(pdtype, sdtype):
 
 
 def bump_steps(states) -> np.ndarray:
+    """``state["step"] += 1`` for every state (float32 CPU scalars); returns the new values."""
     return _bump(np.array([s["step"].data_ptr() for s in states], dtype=np.int64), _F32)
 
 
