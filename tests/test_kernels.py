@@ -282,3 +282,14 @@ def test_cuda_bf16_state(name):
     _run(pair)
     assert kernels.path_counts["cuda:triton"] > before["cuda:triton"]
     _assert_same(pair, dict(rtol=1e-2, atol=1e-3))
+
+
+def test_sparse_lazy_rejects_out_of_range_rows():
+    """COO tensors are not validated on construction; the row kernel must not write past p."""
+    emb = torch.nn.Parameter(torch.zeros(5, 3))
+    opt = inertia.Adam([emb], sparse="lazy")
+    emb.grad = torch.sparse_coo_tensor(torch.tensor([[7]]), torch.ones(1, 3), (5, 3),
+                                       check_invariants=False)
+    with pytest.raises(IndexError):
+        opt.step()
+    assert opt.state[emb]["step"].item() == 0

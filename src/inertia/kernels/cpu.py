@@ -264,6 +264,10 @@ def lazy_rows_step(algo: Algo, group, p, grad, state, sdtype) -> None:
     """``sparse="lazy"`` for one parameter whose COO gradient indexes its first dimension."""
     grad = grad.coalesce()
     rows = grad.indices()[0].numpy().astype(np.int64, copy=False)
+    if len(rows) and (rows.min() < 0 or rows.max() >= p.shape[0]):
+        # COO tensors are not validated on construction; raw addresses must never go past p.
+        raise IndexError(f"sparse gradient row index out of range for a parameter of "
+                         f"{p.shape[0]} rows")
     values = grad.values().to(p.dtype).contiguous()
     cdt = compute_dtype(p.dtype, sdtype)
     ptrs = _addresses([p], [p], [state], _slots(algo, group))[0]
