@@ -78,3 +78,10 @@ def test_beats_needs_every_seed():
 def test_detour_measures_zigzag():
     assert stats.detour([[0, 0], [1, 0], [2, 0]]) == pytest.approx(1.0)
     assert stats.detour([[0, 0], [1, 1], [2, -1], [3, 0]]) == pytest.approx((2 * 2**0.5 + 5**0.5) / 3)
+
+
+def test_required_hyperparameters_are_listed_as_required():
+    from inertia.lab.specs import hyperparameters
+
+    assert hyperparameters("lars")["lr"] == "required"
+    assert hyperparameters("adam")["lr"] == 1e-3

@@ -183,7 +183,7 @@ def validate(spec: OptimizerSpec, default_lr: dict[str, float] | None = None, st
 def hyperparameters(name: str) -> dict[str, Any]:
     """The constructor's hyperparameters and their defaults (for ``inertia optimizers``)."""
     sig = inspect.signature(OPTIMIZERS[name].__init__)
-    return {p.name: p.default for p in sig.parameters.values()
+    return {p.name: ("required" if p.default is p.empty else p.default) for p in sig.parameters.values()
             if p.name not in ("self", "params") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 
