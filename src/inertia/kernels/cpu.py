@@ -159,7 +159,7 @@ def _count_nonfinite(ptrs, sizes, chunks, m):
     for k in prange(chunks.shape[0]):
         t = chunks[k, 0]
         a = carray(address(ptrs[t], m), sizes[t])
-        acc = 0.0
+        acc = np.float32(0.0)  # widens to float64 for float64 tensors
         for i in range(chunks[k, 1], chunks[k, 2]):
             x = ld(a, i)
             acc += x - x
