@@ -209,6 +209,7 @@ def main(argv=None) -> None:
     ap.add_argument("--params", type=float, default=None, help="total parameters (default 20e6)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--only", nargs="*", default=None, help="optimizer names to run")
+    ap.add_argument("--tag", default="", help="suffix for the result files (e.g. a focused rerun)")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for torch and numba (default: all cores); 1 gives stable "
                          "figures on a machine shared with other jobs")
@@ -266,7 +267,7 @@ def main(argv=None) -> None:
 
 def _write(args, n, count, threads, bw, rows, check, small_rows, jit) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "step_throughput_quick" if args.quick else "step_throughput"
+    stem = ("step_throughput_quick" if args.quick else "step_throughput") + args.tag
     lines = [f"# Optimizer step throughput ({'quick' if args.quick else 'full'} run)", "",
              f"{n / 1e6:.1f}M float32 params in {count} transformer-shaped tensors; "
              f"{threads} torch threads on {os.cpu_count()} cores; torch {torch.__version__}. "
@@ -316,10 +317,12 @@ def _chart(rows, path) -> None:
 
     fig, ax = plt.subplots(figsize=(11, 4.5))
     x = range(len(rows))
-    w = 0.27
-    ax.bar([i - w for i in x], [r["inertia"] / 1e6 for r in rows], w, label="inertia (default)")
-    ax.bar(list(x), [(r["best_rate"] or 0) / 1e6 for r in rows], w, label="best peer")
-    ax.bar([i + w for i in x], [r["roof"] / 1e6 for r in rows], w, label="roofline", alpha=0.5)
+    w = 0.2
+    ax.bar([i - 1.5 * w for i in x], [r["inertia"] / 1e6 for r in rows], w, label="inertia (default)")
+    ax.bar([i - 0.5 * w for i in x], [r["nocheck"] / 1e6 for r in rows], w,
+           label="inertia without the base class's non-finite check")
+    ax.bar([i + 0.5 * w for i in x], [(r["best_rate"] or 0) / 1e6 for r in rows], w, label="best peer")
+    ax.bar([i + 1.5 * w for i in x], [r["roof"] / 1e6 for r in rows], w, label="roofline", alpha=0.5)
     ax.set_xticks(list(x), [r["name"] for r in rows], rotation=20)
     ax.set_ylabel("Mparam/s")
     ax.set_title("Optimizer step throughput, float32, CPU")

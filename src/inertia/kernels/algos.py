@@ -53,8 +53,9 @@ def _adam_hyper(group, amsgrad=None, decoupled=None):
 def _adam_consts(steps, group):
     b1, b2 = group["betas"]
     c = np.zeros((len(steps), 3))
-    c[:, 0] = [1 - math.pow(b1, t) for t in steps]  # math.pow, as the reference's bias_correction
-    c[:, 1] = [1 - math.pow(b2, t) for t in steps]
+    # math.pow, as the reference's bias_correction; stored as the factors the rule multiplies by
+    c[:, 0] = [1 / (1 - math.pow(b1, t)) for t in steps]
+    c[:, 1] = [1 / math.sqrt(1 - math.pow(b2, t)) for t in steps]
     return c
 
 

@@ -134,9 +134,10 @@ if triton is not None:
                 tl.store(p_ptr + i, (w + u * h1).to(PT), mask=m)
             elif KIND == 3 or KIND == 6 or KIND == 7:
                 # Adam / LAMB: h = (sign, -lr, b1, 1-b1, b2, 1-b2, eps, wd, amsgrad, decoupled,
-                # narrow state); c = (1-b1^t, 1-b2^t, trust ratio). LAMB with full-precision
-                # state writes the moments in the norms pass (6) and re-reads them in the apply
-                # pass (7); with narrow state, 6 only reads and 7 recomputes and writes.
+                # narrow state); c = (1/(1-b1^t), 1/sqrt(1-b2^t), trust ratio). LAMB with
+                # full-precision state writes the moments in the norms pass (6) and re-reads
+                # them in the apply pass (7); with narrow state, 6 only reads and 7
+                # recomputes and writes.
                 if h9 == 0:
                     if h7 != 0:
                         g = g + h7 * w
@@ -161,7 +162,7 @@ if triton is not None:
                     else:
                         mm = m_ld
                         vv = v_ld
-                u = (mm / c0) / (tl.sqrt(vv / c1) + h6)
+                u = (mm * c0) / (tl.sqrt(vv) * c1 + h6)
                 if h9 != 0:
                     if h7 != 0:
                         u = u + h7 * w

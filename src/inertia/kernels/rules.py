@@ -91,7 +91,9 @@ def _rmsprop(i, g, p, s0, s1, s2, h, c, v):
 
 @njit(error_model="numpy")
 def _adam_direction(i, g, w, s0, s1, s2, h, c, v, store):
-    # h = (sign, -lr, b1, 1 - b1, b2, 1 - b2, eps, wd, amsgrad, decoupled); c = (1-b1^t, 1-b2^t)
+    # h = (sign, -lr, b1, 1 - b1, b2, 1 - b2, eps, wd, amsgrad, decoupled);
+    # c = (1 / (1-b1^t), 1 / sqrt(1-b2^t)): m_hat / (sqrt(v_hat) + eps) with one division
+    # (the reference's three divisions made this rule compute-bound before memory-bound)
     if h[9] == 0 and h[7] != 0:
         g = g + h[7] * w
     m = h[2] * ld(s0, i) + h[3] * g
@@ -103,7 +105,7 @@ def _adam_direction(i, g, w, s0, s1, s2, h, c, v, store):
         vv = _maximum(ld(s2, i), vv)
         if store:
             st(s2, i, vv)
-    u = (m / c[0]) / (np.sqrt(vv / c[1]) + h[6])
+    u = (m * c[0]) / (np.sqrt(vv) * c[1] + h[6])
     if h[9] != 0 and h[7] != 0:
         u = u + h[7] * w
     return u
@@ -153,12 +155,12 @@ def _lamb_norms(i, g, p, s0, s1, s2, h, c, v):
 
 @njit(error_model="numpy")
 def _lamb_apply(i, g, p, s0, s1, s2, h, c, v):
-    # c = (1-b1^t, 1-b2^t, trust ratio)
+    # c = (1 / (1-b1^t), 1 / sqrt(1-b2^t), trust ratio)
     w = ld(p, i)
     if v & NARROW:
         u = _adam_direction(i, g, w, s0, s1, s2, h, c, v, True)
     else:
-        u = (ld(s0, i) / c[0]) / (np.sqrt(ld(s1, i) / c[1]) + h[6])
+        u = (ld(s0, i) * c[0]) / (np.sqrt(ld(s1, i)) * c[1] + h[6])
         if h[7] != 0:
             u = u + h[7] * w
     st(p, i, w + (u * c[2]) * h[1])
