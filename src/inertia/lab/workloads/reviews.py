@@ -168,7 +168,7 @@ class ReviewClassifier(nn.Module):
 
 def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 32,
              steps: int = 150, eval_every: int = 50, train_subset: int | None = None,
-             test_subset: int | None = None, target: float = 0.8,
+             test_subset: int | None = None, target: float = 0.8, cpu_threads: int | None = None,
              name: str = "reviews") -> Workload:
     """Fine-tune MiniLM-L6 + a linear head on Amazon Fine Food reviews; metric: test accuracy.
 
@@ -183,6 +183,9 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
         train_subset, test_subset: use a fixed random subset of this many reviews (None: all
             4,000 / 1,000); the subsets do not depend on the training seed.
         target: the accuracy that counts as reached (the majority class scores 0.658).
+        cpu_threads: torch threads while training on the CPU (None: torch's setting). The
+            transformer layers are big enough to gain from a second thread on an idle machine;
+            on a loaded one, 1 avoids threads spin-waiting on each other.
         name: registry name (``reviews-quick`` etc. only change budgets).
 
     Raises:
@@ -262,6 +265,7 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
         options={"trainable_layers": trainable_layers, "max_len": max_len,
                  "train_subset": train_subset, "test_subset": test_subset},
         batch_size=batch_size,
+        cpu_threads=cpu_threads,
         # Centres for a sweep, not tuned results. Full BERT recipes use Adam at 2e-5..1e-4;
         # training only the top layer and a fresh head tolerates more (a first sweep put
         # Adam's and SGD's optima at 1e-3 and 0.1, RMSprop's at 1e-4), so these sit in the
