@@ -291,7 +291,10 @@ def verdict_fastest(table: pd.DataFrame, scenario: str = "image", claimed: str =
 
 def _steps(rows: pd.DataFrame, family: str, lr: float) -> str:
     s = rows[(rows["family"] == family) & (rows["lr"] == lr)]["steps_to_target"]
-    return "never" if s.isna().all() else f"{s.fillna(math.inf).median():g} steps"
+    median = s.fillna(math.inf).median()
+    if median == math.inf:
+        return f"never (reached on {int(s.notna().sum())} of {len(s)} seeds)"
+    return f"{median:g} steps"
 
 
 def _ties(outcomes: Sequence[bool | None], what: str = "tie or nobody reached it") -> str:
