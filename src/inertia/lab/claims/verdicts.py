@@ -1,0 +1,336 @@
+"""Verdicts on the seed's claims: pure functions of a results table, decided seed by seed."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .protocol import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, curves_table, library_default_lr,
+                       runs_table)
+# ---------------------------------------------------------------------------- verdicts (pure)
+
+@dataclass
+class Verdict:
+    """A claim, its status, the sentence saying why, and the per-seed evidence."""
+
+    claim: str
+    scenario: str
+    status: str
+    reason: str
+    per_seed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _score(value: float, hib: bool) -> float:
+    """A number where larger is better and NaN (diverged) is the worst."""
+    if value != value:
+        return -math.inf
+    return value if hib else -value
+
+
+def _status(outcomes: list[bool | None]) -> str:
+    # numpy booleans are not `True`: normalise in place so per-seed tables show plain values
+    outcomes[:] = [None if o is None else bool(o) for o in outcomes]
+    if outcomes and all(o is True for o in outcomes):
+        return SUPPORTED
+    if outcomes and all(o is False for o in outcomes):
+        return NOT_SUPPORTED
+    return INCONCLUSIVE
+
+
+def _rows(table: pd.DataFrame, scenario: str) -> pd.DataFrame:
+    rows = table[table["scenario"] == scenario]
+    if rows.empty:
+        raise ValueError(f"no runs for scenario {scenario!r} in the results table")
+    return rows
+
+
+def tuned_lr(table: pd.DataFrame, scenario: str, by: str = "final") -> dict[str, float]:
+    """Each family's best lr on the mean over seeds.
+
+    ``by="final"``: the best mean final metric (a diverged seed counts as the worst);
+    ``by="steps"``: the fewest median steps to target (never reached counts as infinite),
+    ties broken by the final metric.
+    """
+    rows = _rows(table, scenario)
+    hib = bool(rows["higher_is_better"].iloc[0])
+    out = {}
+    for family, grp in rows.groupby("family"):
+        scored = []
+        for lr, g in grp.groupby("lr"):
+            final = sum(_score(v, hib) for v in g["final"]) / len(g)
+            steps = g["steps_to_target"].fillna(math.inf).median()
+            scored.append(((-steps, final) if by == "steps" else (final,), lr))
+        out[family] = max(scored)[1]
+    return out
+
+
+def _at(rows: pd.DataFrame, family: str, lr: float, seed: int) -> pd.Series | None:
+    hit = rows[(rows["family"] == family) & (rows["lr"] == lr) & (rows["seed"] == seed)]
+    return None if hit.empty else hit.iloc[0]
+
+
+def _fmt(value: float | None, metric: str) -> str:
+    if value is None:
+        return "not run"
+    if value != value:
+        return "diverged"
+    return f"{value:.1%}" if metric == "accuracy" else f"{value:.4f}"
+
+
+def verdict_fastest(table: pd.DataFrame, scenario: str = "image", claimed: str = "Adam") -> Verdict:
+    """"``claimed`` reaches the target fastest": fewest steps to target, each at its fastest lr."""
+    rows = _rows(table, scenario)
+    lrs = tuned_lr(table, scenario, by="steps")
+    target = rows["target"].iloc[0]
+    per_seed, outcomes = [], []
+    for seed in sorted(rows["seed"].unique()):
+        steps = {f: _at(rows, f, lr, seed) for f, lr in lrs.items()}
+        steps = {f: (r["steps_to_target"] if r is not None else math.nan) for f, r in steps.items()}
+        mine = steps.get(claimed, math.nan)
+        others = [v for f, v in steps.items() if f != claimed and v == v]
+        best_other = min(others) if others else math.inf
+        if mine != mine and best_other == math.inf:
+            outcome = None  # nobody reached the target: no evidence either way
+        elif mine != mine:
+            outcome = False
+        else:
+            outcome = True if mine < best_other else (None if mine == best_other else False)
+        outcomes.append(outcome)
+        per_seed.append({"seed": int(seed), **{f: v for f, v in steps.items()}})
+    status = _status(outcomes)
+    _holds(per_seed, outcomes)
+    speed = ", ".join(f"{f} (lr {lr:g}): median {_steps(rows, f, lr)}" for f, lr in lrs.items())
+    reason = (f"Steps to {_fmt(target, rows['metric'].iloc[0])} test {rows['metric'].iloc[0]}, each optimizer at its "
+              f"fastest learning rate: {speed}. {claimed} was strictly fastest on "
+              f"{sum(o is True for o in outcomes)} of {len(outcomes)} seeds"
+              f"{_ties(outcomes)}.")
+    return Verdict(f"{claimed} reaches {target:.0%} fastest", scenario, status, reason, per_seed)
+
+
+def _steps(rows: pd.DataFrame, family: str, lr: float) -> str:
+    s = rows[(rows["family"] == family) & (rows["lr"] == lr)]["steps_to_target"]
+    median = s.fillna(math.inf).median()
+    if median == math.inf:
+        return f"never (reached on {int(s.notna().sum())} of {len(s)} seeds)"
+    return f"{median:g} steps"
+
+
+def _ties(outcomes: Sequence[bool | None], what: str = "tie or nobody reached it") -> str:
+    n = sum(o is None for o in outcomes)
+    return f" ({what} on {n})" if n else ""
+
+
+def verdict_best_final(table: pd.DataFrame, scenario: str = "image", claimed: str = "SGD+Momentum") -> Verdict:
+    """"``claimed`` generalises best": the best final test metric, each optimizer at its best lr."""
+    rows = _rows(table, scenario)
+    lrs = tuned_lr(table, scenario, by="final")
+    hib, metric = bool(rows["higher_is_better"].iloc[0]), rows["metric"].iloc[0]
+    per_seed, outcomes = [], []
+    for seed in sorted(rows["seed"].unique()):
+        finals = {f: (r["final"] if (r := _at(rows, f, lr, seed)) is not None else math.nan) for f, lr in lrs.items()}
+        mine = _score(finals.get(claimed, math.nan), hib)
+        best_other = max((_score(v, hib) for f, v in finals.items() if f != claimed), default=-math.inf)
+        outcome = True if mine > best_other else (None if mine == best_other else False)
+        outcomes.append(outcome)
+        per_seed.append({"seed": int(seed), **finals})
+    status = _status(outcomes)
+    _holds(per_seed, outcomes)
+    means = ", ".join(f"{f} (lr {lr:g}) {_fmt(_mean_final(rows, f, lr), metric)}" for f, lr in lrs.items())
+    reason = (f"Final test {metric} (mean over seeds), each optimizer at its best learning rate: {means}. "
+              f"{claimed} was strictly best on {sum(o is True for o in outcomes)} of {len(outcomes)} seeds"
+              f"{_ties(outcomes, 'exact tie')}.")
+    return Verdict(f"{claimed} generalises best (final test {metric})", scenario, status, reason, per_seed)
+
+
+def _mean_final(rows: pd.DataFrame, family: str, lr: float) -> float | None:
+    """Mean final metric over seeds; NaN if any seed diverged, None if never run."""
+    finals = rows[(rows["family"] == family) & (rows["lr"] == lr)]["final"]
+    if finals.empty:
+        return None
+    return float("nan") if finals.isna().any() else float(finals.mean())
+
+
+def verdict_defaults(table: pd.DataFrame, scenario: str = "text", works: str = "Adam",
+                     needs_tuning: str = "RMSprop", tol: float = 0.02) -> Verdict:
+    """"``works`` works with its defaults, ``needs_tuning`` needs careful tuning".
+
+    On each seed both halves must hold: ``works`` at the library default lr is within ``tol``
+    of the best tuned result of any optimizer, and ``needs_tuning`` at its library default
+    lr is more than ``tol`` worse than itself at its tuned lr.
+    """
+    rows = _rows(table, scenario)
+    lrs = tuned_lr(table, scenario, by="final")
+    hib, metric = bool(rows["higher_is_better"].iloc[0]), rows["metric"].iloc[0]
+    defaults = {f: library_default_lr(f) for f in (works, needs_tuning)}
+    per_seed, outcomes = [], []
+    for seed in sorted(rows["seed"].unique()):
+        tuned = {f: _score(r["final"], hib) if (r := _at(rows, f, lr, seed)) is not None else -math.inf
+                 for f, lr in lrs.items()}
+        at_default = {f: _score(r["final"], hib) if (r := _at(rows, f, lr, seed)) is not None else math.nan
+                      for f, lr in defaults.items()}
+        works_ok = at_default[works] >= max(tuned.values()) - tol
+        needs = at_default[needs_tuning] < tuned.get(needs_tuning, -math.inf) - tol
+        ok = None if math.isnan(at_default[works]) or math.isnan(at_default[needs_tuning]) else (works_ok and needs)
+        outcomes.append(ok)
+        per_seed.append({"seed": int(seed), f"{works} at default": _raw(at_default[works], hib),
+                         f"{needs_tuning} at default": _raw(at_default[needs_tuning], hib),
+                         "best tuned": _raw(max(tuned.values()), hib),
+                         f"{needs_tuning} tuned": _raw(tuned.get(needs_tuning, -math.inf), hib),
+                         f"{works} ok": bool(works_ok), f"{needs_tuning} needs tuning": bool(needs)})
+    status = _status(outcomes)
+    _holds(per_seed, outcomes)
+    sens = "; ".join(f"{f}: {n} of {m} learning rates within {tol:g} of its best"
+                     for f, (n, m) in ((f, _forgiving(rows, f, hib, tol)) for f in lrs))
+    reason = (f"Mean final test {metric}: {works} at its default lr {defaults[works]:g} scores "
+              f"{_fmt(_mean_final(rows, works, defaults[works]), metric)}, {needs_tuning} at its default lr "
+              f"{defaults[needs_tuning]:g} scores {_fmt(_mean_final(rows, needs_tuning, defaults[needs_tuning]), metric)}; "
+              f"tuned: " + ", ".join(f"{f} {_fmt(_mean_final(rows, f, lr), metric)} (lr {lr:g})" for f, lr in lrs.items())
+              + f". Tolerance {tol:g}. Sensitivity (mean over seeds) — {sens}. The claim held on "
+              f"{sum(o is True for o in outcomes)} of {len(outcomes)} seeds.")
+    return Verdict(f"{works} works with default hyperparameters while {needs_tuning} needs careful tuning",
+                   scenario, status, reason, per_seed)
+
+
+def _raw(score: float, hib: bool) -> float:
+    """Undo :func:`_score` for display: the metric value, NaN for a diverged run."""
+    if math.isinf(score):
+        return float("nan")
+    return float(score if hib else -score)
+
+
+def _holds(per_seed: list[dict[str, Any]], outcomes: list[bool | None]) -> None:
+    for entry, outcome in zip(per_seed, outcomes):
+        entry["holds"] = outcome
+
+
+def _forgiving(rows: pd.DataFrame, family: str, hib: bool, tol: float) -> tuple[int, int]:
+    """How many of a family's learning rates come within ``tol`` of its best (seed means)."""
+    g = rows[rows["family"] == family].groupby("lr")["final"].apply(lambda s: sum(_score(v, hib) for v in s) / len(s))
+    return int((g >= g.max() - tol).sum()), int(len(g))
+
+
+def converged(final: float, best: float, baseline: float, hib: bool, rebound_tol: float = 0.02) -> bool:
+    """A run converged when it ended finite, better than the trivial predictor, and within
+    ``rebound_tol`` of the best value it reached (it did not climb back up)."""
+    if final != final:
+        return False
+    if (best - final if hib else final - best) > rebound_tol:
+        return False
+    if baseline != baseline:
+        return True
+    return final > baseline if hib else final < baseline
+
+
+def verdict_stability(table: pd.DataFrame, scenario: str = "recsys-lazy", stable: str = "RMSprop",
+                      fragile: str = "Adam", rebound_tol: float = 0.02) -> Verdict:
+    """"``stable`` is more stable and ``fragile`` may fail to converge".
+
+    On each seed, over the same relative learning-rate sweep: ``fragile`` fails to converge
+    (diverges, ends no better than the trivial predictor, or ends more than ``rebound_tol``
+    worse than its own best: see :func:`converged`) on more learning rates than
+    ``stable`` does. If neither ever fails, the claim does not hold on that seed.
+    """
+    rows = _rows(table, scenario)
+    hib, metric = bool(rows["higher_is_better"].iloc[0]), rows["metric"].iloc[0]
+    per_seed, outcomes = [], []
+    for seed in sorted(rows["seed"].unique()):
+        s = rows[rows["seed"] == seed]
+        fails = {f: int(sum(not converged(r.final, r.best, r.baseline, hib, rebound_tol)
+                            for r in s[s["family"] == f].itertuples()))
+                 for f in (stable, fragile)}
+        counts = {f: int((s["family"] == f).sum()) for f in (stable, fragile)}
+        outcomes.append(fails[fragile] > fails[stable])
+        per_seed.append({"seed": int(seed), f"{fragile} failed": f"{fails[fragile]}/{counts[fragile]}",
+                         f"{stable} failed": f"{fails[stable]}/{counts[stable]}"})
+    status = _status(outcomes)
+    _holds(per_seed, outcomes)
+    rebound = "; ".join(f"{f}: {_rebound(rows, f, hib):.4f}" for f in (stable, fragile))
+    base = rows["baseline"].iloc[0]
+    reason = (f"A run fails to converge when it diverges, ends no better than the trivial predictor "
+              f"({_fmt(base, metric)} test {metric}) or ends more than {rebound_tol:g} worse than its own best. "
+              f"Failures per seed (same relative learning-rate sweep): "
+              + "; ".join(f"seed {p['seed']}: {fragile} {p[f'{fragile} failed']}, {stable} {p[f'{stable} failed']}"
+                          for p in per_seed)
+              + f". Mean rebound from the best to the final {metric} over converged runs (lower is steadier) — "
+              f"{rebound}. The claim held on {sum(o is True for o in outcomes)} of {len(outcomes)} seeds.")
+    return Verdict(f"{stable} is more stable and {fragile} may fail to converge", scenario,
+                   status, reason, per_seed)
+
+
+def _rebound(rows: pd.DataFrame, family: str, hib: bool) -> float:
+    g = rows[(rows["family"] == family) & rows["final"].notna()]
+    g = g[[converged(f, bs, b, hib, math.inf) for f, bs, b in zip(g["final"], g["best"], g["baseline"])]]
+    if g.empty:
+        return math.nan
+    return float(((g["best"] - g["final"]) if hib else (g["final"] - g["best"])).mean())
+
+
+#: the seed's words, and which verdict function tests them on which scenario
+CLAIMS: list[tuple[str, str, Any]] = [
+    ("On image classification, Adam reaches 90% fastest ...", "image", verdict_fastest),
+    ("... while SGD+Momentum generalises best.", "image", verdict_best_final),
+    ("For BERT fine-tuning, Adam works with default hyperparameters while RMSprop needs careful tuning.",
+     "text", verdict_defaults),
+    ("For recommender systems with sparse gradients, RMSprop is more stable and Adam may fail to converge.",
+     "recsys-lazy", verdict_stability),
+    ("(same claim, sparse gradients densified instead of lazy updates)", "recsys-dense", verdict_stability),
+]
+
+
+def verdicts(table: pd.DataFrame) -> list[tuple[str, Verdict]]:
+    """Every claim whose scenario has runs in ``table``: ``(seed's words, verdict)``."""
+    present = set(table["scenario"]) if not table.empty else set()
+    return [(quote, fn(table, scenario)) for quote, scenario, fn in CLAIMS if scenario in present]
+
+
+def recommendations(table: pd.DataFrame, tol: float = 0.01) -> list[str]:
+    """"Which optimizer to pick", one line per scenario, from the measured means only."""
+    lines = []
+    for scenario in dict.fromkeys(table["scenario"]):
+        rows = _rows(table, scenario)
+        hib, metric = bool(rows["higher_is_better"].iloc[0]), rows["metric"].iloc[0]
+        lrs = tuned_lr(table, scenario, by="final")
+        finals = {f: _mean_final(rows, f, lr) for f, lr in lrs.items()}
+        ranked = sorted(finals, key=lambda f: _score(finals[f], hib), reverse=True)
+        best = ranked[0]
+        close = [f for f in ranked[1:] if _score(finals[f], hib) >= _score(finals[best], hib) - tol]
+        good = {f: _forgiving(rows, f, hib, tol)[0] for f in lrs}
+        top = [f for f in lrs if good[f] == max(good.values())]
+        forgiving = (top[0] if len(top) == 1 else f"no clear winner ({', '.join(top)} tie)") \
+            if max(good.values()) > 1 else "none: each has a single good learning rate in the sweep"
+        text = (f"**{scenario}**: pick **{best}** (lr {lrs[best]:g}: {_fmt(finals[best], metric)} final test {metric})")
+        edge = [f for f, lr in lrs.items() if lr in (rows[rows["family"] == f]["lr"].min(), rows[rows["family"] == f]["lr"].max())]
+        if edge:  # the optimum may lie outside the sweep: the tuning is not finished there
+            text += f" [best lr at the edge of the sweep for {', '.join(edge)}: a wider sweep may change this]"
+        if close:
+            text += f"; {', '.join(close)} within {tol:g}, so the choice barely matters here"
+        text += (f". Least sensitive to the learning rate (most learning rates within {tol:g} of its best): "
+                 f"{forgiving}. Without tuning (library defaults): "
+                 + ", ".join(f"{f} {_fmt(_mean_final(rows, f, library_default_lr(f)), metric)}" for f in lrs) + ".")
+        lines.append(text)
+    return lines
+
+
+def baseline_of(info: dict[str, Any]) -> float:
+    """The trivial predictor's score a workload's info records (NaN when it records none)."""
+    extras = info.get("extras") or {}
+    for key in ("baseline_rmse", "test_majority_accuracy"):
+        if key in extras:
+            return float(extras[key])
+    return float("nan")
+
+
+def load(db: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The runs table, the curves and the workload infos of a stored database."""
+    from ..store import Store
+
+    with Store(db, readonly=True) as store:
+        records = store.runs()
+        infos = {r.workload: store.workload_info(r.workload_config) for r in records}
+    baselines = {name: baseline_of(info) for name, info in infos.items()}
+    return runs_table(records, baselines), curves_table(records), infos
+
+
