@@ -223,17 +223,6 @@ def test_sparse_dense_mode_equals_densified(name):
     _assert_same(pair, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_all_finite(dtype, parallel):
-    ts = [torch.randn(40_000).to(dtype), torch.randn(3, 5).to(dtype), torch.randn(0).to(dtype)]
-    assert kernels.all_finite(ts) is True
-    for bad in (float("nan"), float("inf"), -float("inf")):
-        ts[0][33_000] = bad
-        assert kernels.all_finite(ts) is False
-        ts[0][33_000] = 0
-    assert kernels.all_finite([ts[1].t()]) is None  # non-contiguous: the caller decides
-
-
 def test_subclass_with_new_rule_is_not_fused():
     class Doubled(inertia.Adam):
         @staticmethod

@@ -411,3 +411,20 @@ def test_embedding_with_sparse_gradients_trains():
         first = first if first is not None else loss.item()
     assert loss.item() < 0.5 * first
 
+
+
+def test_huge_finite_gradients_are_not_mistaken_for_infinite():
+    # Their sum overflows to inf; the check must confirm element by element before refusing.
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = inertia.SGD([p], lr=1e-40)
+    p.grad = torch.full((4,), 3e38)
+    opt.step()
+    assert torch.isfinite(p).all() and opt.skipped_steps == 0
+
+
+def test_empty_parameters_are_fine():
+    p, q = torch.nn.Parameter(torch.zeros(0)), torch.nn.Parameter(torch.ones(2))
+    opt = inertia.Adam([p, q], lr=0.1)
+    p.grad, q.grad = torch.zeros(0), torch.ones(2)
+    opt.step()
+    assert q.detach().tolist() == pytest.approx([0.9, 0.9])

@@ -149,18 +149,6 @@ def fused_step(optimizer, group, params) -> bool:
     return True
 
 
-def all_finite(tensors) -> bool | None:
-    """Whether all ``tensors`` are finite, in one parallel read; None where this cannot
-    decide cheaply (numba missing, non-CPU, non-contiguous or non-float tensors), so the
-    caller uses its own check. Meant for ``Optimizer._gradients_finite`` (see docs/kernels.md):
-    ``torch._foreach_norm(inf)`` on CPU reads at a fraction of memory bandwidth."""
-    cpu = _numba_cpu()
-    if cpu is None or not all(t.device.type == "cpu" and t.dtype in _FLOATS and t.is_contiguous()
-                              for t in tensors):
-        return None
-    return cpu.all_finite(tensors)
-
-
 def _dense_ok(p, g, state, sdtype) -> bool:
     # Kernels see flat memory: every array must be contiguous, of a float dtype we know, and
     # the state must be in the dtype the group asks for (a hand-edited state may not be).

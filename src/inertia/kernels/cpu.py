@@ -150,37 +150,6 @@ def _variant(algo: Algo, group, sdtype) -> int:
     return algo.variant(group) | narrow
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _count_nonfinite(ptrs, sizes, chunks, m):
-    # x - x is 0 for every finite x and NaN for inf and NaN, and NaN survives any sum: a
-    # chunk's sum of x - x is NaN exactly when the chunk holds a non-finite value. reassoc
-    # (not nnan/ninf, which would fold x - x to 0) lets the sum vectorise.
-    bad = 0
-    for k in prange(chunks.shape[0]):
-        t = chunks[k, 0]
-        a = carray(address(ptrs[t], m), sizes[t])
-        acc = np.float32(0.0)  # widens to float64 for float64 tensors
-        for i in range(chunks[k, 1], chunks[k, 2]):
-            x = ld(a, i)
-            acc += x - x
-        bad += acc != 0
-    return bad
-
-
-def all_finite(tensors) -> bool:
-    """Whether every element of these contiguous CPU float tensors is finite: one parallel read."""
-    by_dtype: dict = {}
-    for t in tensors:
-        by_dtype.setdefault(t.dtype, []).append(t)
-    with _LOCK:
-        for dtype, ts in by_dtype.items():
-            sizes, chunks = _chunks(tuple(t.numel() for t in ts))
-            ptrs = np.array([t.data_ptr() for t in ts], dtype=np.int64)
-            if _count_nonfinite(ptrs, sizes, chunks, _MARKERS[dtype]):
-                return False
-    return True
-
-
 @njit(cache=True)
 def _bump(ptrs, marker):
     # state["step"] += 1 for every tensor (float32 0-d CPU tensors); returns the new steps.
