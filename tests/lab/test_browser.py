@@ -4,9 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"

@@ -9,7 +9,6 @@ Interrupt it and run it again: finished runs are skipped, the rest are trained.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 

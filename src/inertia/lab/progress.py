@@ -125,7 +125,7 @@ def summary_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
             "reached": r["reached"],
             "steps to target": fmt_range(r["steps_to_target"], r["steps_to_target_min"], r["steps_to_target_max"], "steps"),
             "time to target": fmt_range(r["seconds_to_target"], r["seconds_to_target_min"], r["seconds_to_target_max"], "seconds"),
-            f"final metric": fmt_range(r["final_metric"], r["final_metric_min"], r["final_metric_max"], "metric"),
+            "final metric": fmt_range(r["final_metric"], r["final_metric_min"], r["final_metric_max"], "metric"),
             "steps/s": f"{r['steps_per_s']:.0f}" if r["steps_per_s"] == r["steps_per_s"] else "n/a",
         })
     return rows

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import plots, stats
-from .progress import fmt_range, summary_rows
+from .progress import summary_rows
 from .runner import RunRecord
 from .store import Store, workload_hash
 

@@ -73,7 +73,7 @@ def _surface(name: str, fn: Callable, start: tuple[float, float], noise: float, 
     def evaluate(model: Point, device: torch.device) -> float:
         return float(fn(model.p))
 
-    suffix = f"-noisy" if noise else ""
+    suffix = "-noisy" if noise else ""
     return Workload(
         name=name + suffix, description=description + (f", noisy gradients (sd {noise})" if noise else ", exact gradients"),
         init_model=init_model, batches=batches, loss=loss, evaluate=evaluate,
