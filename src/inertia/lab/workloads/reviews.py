@@ -78,6 +78,8 @@ def pretrained() -> tuple[Any, nn.Module]:
     _, transformers, package = _requirements()
     path = str(package.get_model_path())
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    # Loading a bundled model is not progress worth a bar in the lab's output (or --quiet's).
+    transformers.utils.logging.disable_progress_bar()
     model = transformers.AutoModel.from_pretrained(path)
     model.eval()
     for p in model.parameters():
