@@ -123,3 +123,15 @@ def trust_ratio(p_sq, u_sq, coefficient: float, eps: float) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         r = coefficient * pn / (un + eps)
     return np.where((pn > 0) & (un > 0), r, 1.0)
+
+
+def chunks(sizes, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cut tensors of ``sizes`` elements into pieces of at most ``chunk``, for one parallel
+    sweep over all of them: ``(sizes, tensor index, start, stop)`` per piece (an empty tensor
+    gets one empty piece, so every tensor appears)."""
+    n = np.asarray(sizes, dtype=np.int64)
+    per = np.maximum(1, -(-n // chunk))
+    t = np.repeat(np.arange(len(n)), per)
+    first = np.cumsum(per) - per
+    start = (np.arange(len(t)) - first[t]) * chunk
+    return n, t, start, np.minimum(start + chunk, n[t])

@@ -30,7 +30,7 @@ import torch
 from numba import carray, njit, prange
 
 from ._memory import address, ld
-from .algos import NARROW, Algo, trust_ratio
+from .algos import NARROW, Algo, chunks, trust_ratio
 from .rules import elem
 
 CHUNK = 1 << 15  # elements: 128 KiB of float32, a few arrays' worth fits in L2
@@ -167,12 +167,7 @@ _chunk_tables: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
 def _chunks(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     hit = _chunk_tables.get(sizes)
     if hit is None:
-        n = np.asarray(sizes, dtype=np.int64)
-        per = np.maximum(1, -(-n // CHUNK))
-        t = np.repeat(np.arange(len(n)), per)
-        first = np.cumsum(per) - per
-        start = (np.arange(len(t)) - first[t]) * CHUNK
-        stop = np.minimum(start + CHUNK, n[t])
+        n, t, start, stop = chunks(sizes, CHUNK)
         hit = (n, np.stack([t, start, stop], axis=1).astype(np.int64))
         if len(_chunk_tables) > 256:
             _chunk_tables.clear()

@@ -23,11 +23,10 @@ it from ``c``.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .algos import ADAGRAD, ADAM, LAMB_APPLY, LAMB_NORMS, LARS_APPLY, LARS_NORMS, LION, MOMENTUM
-from .algos import RMSPROP, SGD
+from .algos import RMSPROP, SGD, chunks
 
 try:
     import triton
@@ -201,11 +200,7 @@ def _chunk_table(sizes: tuple[int, ...], device):
     key = (sizes, device)
     hit = _tables.get(key)
     if hit is None:
-        n = np.asarray(sizes, dtype=np.int64)
-        per = np.maximum(1, -(-n // CHUNK))
-        t = np.repeat(np.arange(len(n)), per)
-        first = np.cumsum(per) - per
-        start = (np.arange(len(t)) - first[t]) * CHUNK
+        n, t, start, _ = chunks(sizes, CHUNK)
         hit = tuple(torch.as_tensor(a, dtype=torch.int64, device=device) for a in (n, t, start))
         if len(_tables) > 256:
             _tables.clear()
