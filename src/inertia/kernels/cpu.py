@@ -65,6 +65,16 @@ def _source_salt() -> int:
 _SALT = _source_salt()
 
 
+@njit(cache=True)
+def _views(ptrs, sizes, t, pm, sm):
+    # Tensor t's parameter, gradient and three state slots as arrays over their memory
+    # (once per chunk, so the call is nothing next to the chunk's loop).
+    n = sizes[t]
+    return (carray(address(ptrs[t, 0], pm), n), carray(address(ptrs[t, 1], pm), n),
+            carray(address(ptrs[t, 2], sm), n), carray(address(ptrs[t, 3], sm), n),
+            carray(address(ptrs[t, 4], sm), n))
+
+
 def _make_drivers(kind: int, variant: int, parallel: bool, salt: int = _SALT):
     # ``kind`` is a closure constant, so numba types it as a literal: ``elem`` resolves to
     # one rule at compile time. ``variant`` is a constant LLVM folds into the inlined rule.
@@ -75,12 +85,7 @@ def _make_drivers(kind: int, variant: int, parallel: bool, salt: int = _SALT):
         _ = salt
         for k in prange(chunks.shape[0]):
             t = chunks[k, 0]
-            n = sizes[t]
-            p = carray(address(ptrs[t, 0], pm), n)
-            g = carray(address(ptrs[t, 1], pm), n)
-            s0 = carray(address(ptrs[t, 2], sm), n)
-            s1 = carray(address(ptrs[t, 3], sm), n)
-            s2 = carray(address(ptrs[t, 4], sm), n)
+            p, g, s0, s1, s2 = _views(ptrs, sizes, t, pm, sm)
             ct = (c[t, 0], c[t, 1], c[t, 2])
             sign = h[0]
             for i in range(np.uint64(chunks[k, 1]), np.uint64(chunks[k, 2])):
@@ -94,12 +99,7 @@ def _make_drivers(kind: int, variant: int, parallel: bool, salt: int = _SALT):
         _ = salt
         for k in prange(chunks.shape[0]):
             t = chunks[k, 0]
-            n = sizes[t]
-            p = carray(address(ptrs[t, 0], pm), n)
-            g = carray(address(ptrs[t, 1], pm), n)
-            s0 = carray(address(ptrs[t, 2], sm), n)
-            s1 = carray(address(ptrs[t, 3], sm), n)
-            s2 = carray(address(ptrs[t, 4], sm), n)
+            p, g, s0, s1, s2 = _views(ptrs, sizes, t, pm, sm)
             ct = (c[t, 0], c[t, 1], c[t, 2])
             sign = h[0]
             a = 0.0
