@@ -102,10 +102,11 @@ def _fused_ran(path, before):
 
 @pytest.fixture
 def parallel(monkeypatch, request):
-    """Force the numba thread-pool drivers (small problems otherwise run serially)."""
-    from inertia.kernels import cpu
+    """Split even small problems across threads (they otherwise run on the calling thread)."""
+    from inertia.kernels import cpu, threads
 
     monkeypatch.setattr(cpu, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(threads, "count", lambda: 3)  # more ranges than this machine's cores
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])

@@ -1,18 +1,19 @@
-"""numba CPU kernels: one parallel sweep over every tensor of a parameter group.
+"""numba CPU kernels: one sweep over every tensor of a parameter group, on every core.
 
-Design. A group's tensors are cut into chunks of at most ``CHUNK`` elements; a table
-``(tensor, start, stop)`` of all chunks is the ``prange`` domain, so the two-or-more
-cores split the group's memory evenly whatever the tensor sizes, and each core streams
-contiguous runs of every array. Tensors arrive as a ``(T, 5)`` table of addresses (param,
+Design. A group's tensors are cut into chunks of at most ``CHUNK`` elements; the table
+``(tensor, start, stop)`` of all chunks is cut into one contiguous range per thread
+(:mod:`inertia.kernels.threads`), so the cores split the group's memory evenly whatever
+the tensor sizes, and each core streams contiguous runs of every array. Tensors arrive as a ``(T, 5)`` table of addresses (param,
 grad, three state slots); the kernel turns row ``t`` into array views, and the inner loop
 calls the algorithm's scalar rule (:mod:`inertia.kernels.rules`), which LLVM inlines and
 vectorises. The rule number is a compile-time constant of each driver (see
 :func:`drivers`), so each algorithm gets its own machine code while there is one driver
 source to read.
 
-Specialisations: one per (rule, parameter storage, state storage, compute dtype). Variants
-(amsgrad, nesterov, centered, ...) are runtime flags hoisted out of the inner loop, so they
-cost no extra compile. Everything is ``cache=True``: the first process pays the JIT (see
+Specialisations: one per (rule, variant bits, parameter storage, state storage, compute
+dtype). Variant bits are the flags that decide whether a state array is written (amsgrad,
+centered, momentum, narrow state); flags that only choose values (nesterov, maximize)
+stay runtime selects. Everything is ``cache=True``: the first process pays the JIT (see
 ``docs/kernels.md``), later ones load machine code from ``__pycache__``.
 
 Only the chunk table is cached between steps (keyed by the tensor sizes); addresses are
@@ -22,13 +23,12 @@ re-read every step, since ``zero_grad(set_to_none=True)``, ``load_state_dict`` o
 from __future__ import annotations
 
 import os
-import threading
 
-import numba
 import numpy as np
 import torch
-from numba import carray, njit, prange
+from numba import carray, njit
 
+from . import threads
 from ._memory import address, ld
 from .algos import NARROW, Algo, chunks, trust_ratio
 from .rules import elem
@@ -38,15 +38,6 @@ _F32 = np.empty(0, np.float32)
 _MARKERS = {torch.float32: _F32, torch.float64: np.empty(0, np.float64),
             torch.bfloat16: np.empty(0, np.uint16)}
 DTYPES = tuple(_MARKERS)
-
-# numba's default OpenMP pool and torch's own OpenMP runtime spin-wait against each other
-# after every parallel region; on a few cores that made each step 10-100x slower (see
-# docs/kernels.md). numba's "workqueue" pool sleeps instead. It may not be entered from two
-# threads at once, hence the lock. A user's explicit NUMBA_THREADING_LAYER wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-_LOCK = threading.Lock()
-
 
 def _source_salt() -> int:
     # numba's cache is invalidated by edits to the file of the cached function only, not to
@@ -75,15 +66,16 @@ def _views(ptrs, sizes, t, pm, sm):
             carray(address(ptrs[t, 4], sm), n))
 
 
-def _make_drivers(kind: int, variant: int, parallel: bool, salt: int = _SALT):
+def _make_drivers(kind: int, variant: int, salt: int = _SALT):
     # ``kind`` is a closure constant, so numba types it as a literal: ``elem`` resolves to
     # one rule at compile time. ``variant`` is a constant LLVM folds into the inlined rule.
-    # All closure constants (``parallel`` and ``salt`` too) are part of numba's cache key.
+    # Both (and ``salt``) are part of numba's cache key. Each driver does the chunks
+    # ``lo:hi`` (or rows) serially without the GIL; :mod:`.threads` runs ranges side by side.
 
-    @njit(parallel=parallel, cache=True, error_model="numpy")
-    def sweep(ptrs, sizes, chunks, pm, sm, h, c):
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def sweep(ptrs, sizes, chunks, lo, hi, pm, sm, h, c):
         _ = salt
-        for k in prange(chunks.shape[0]):
+        for k in range(lo, hi):
             t = chunks[k, 0]
             p, g, s0, s1, s2 = _views(ptrs, sizes, t, pm, sm)
             ct = (c[t, 0], c[t, 1], c[t, 2])
@@ -93,11 +85,11 @@ def _make_drivers(kind: int, variant: int, parallel: bool, salt: int = _SALT):
 
     # reassoc lets LLVM vectorise the two sums (as partial sums per lane); it applies to the
     # driver's additions only: the inlined rule keeps its own strict float semantics.
-    @njit(parallel=parallel, cache=True, error_model="numpy", fastmath={"reassoc"})
-    def sweep_norms(ptrs, sizes, chunks, pm, sm, h, c, out):
+    @njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc"})
+    def sweep_norms(ptrs, sizes, chunks, lo, hi, pm, sm, h, c, out):
         # The same sweep for a rule that returns two squares; out[k] = their sums on chunk k.
         _ = salt
-        for k in prange(chunks.shape[0]):
+        for k in range(lo, hi):
             t = chunks[k, 0]
             p, g, s0, s1, s2 = _views(ptrs, sizes, t, pm, sm)
             ct = (c[t, 0], c[t, 1], c[t, 2])
@@ -111,8 +103,8 @@ def _make_drivers(kind: int, variant: int, parallel: bool, salt: int = _SALT):
             out[k, 0] = a
             out[k, 1] = b
 
-    @njit(parallel=parallel, cache=True, error_model="numpy")
-    def sweep_rows(ptrs, n, rows, width, values, pm, sm, h, c):
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def sweep_rows(ptrs, n, rows, lo, hi, width, values, pm, sm, h, c):
         # Lazy sparse update: only the rows a coalesced COO gradient touches, and their state.
         _ = salt
         p = carray(address(ptrs[0], pm), n)
@@ -122,7 +114,7 @@ def _make_drivers(kind: int, variant: int, parallel: bool, salt: int = _SALT):
         gv = carray(address(values, pm), rows.shape[0] * width)
         ct = (c[0], c[1], c[2])
         sign = h[0]
-        for r in prange(rows.shape[0]):
+        for r in range(lo, hi):
             base = np.uint64(rows[r] * width)
             src = np.uint64(r * width)
             for j in range(np.uint64(width)):
@@ -131,18 +123,42 @@ def _make_drivers(kind: int, variant: int, parallel: bool, salt: int = _SALT):
     return sweep, sweep_norms, sweep_rows
 
 
-_drivers_by_kind: dict[tuple[int, int, bool], tuple] = {}
-# Below this many elements a step takes microseconds and waking a thread pool costs more
-# than it saves (and disturbs torch's own OpenMP threads): run on the calling thread.
+@njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc"})
+def _count_nonfinite(ptrs, sizes, chunks, lo, hi, marker, zero):
+    # x * 0 is 0 for every finite x and NaN for inf or NaN, and never overflows, so a sum of
+    # them is NaN exactly when some element is not finite: no false alarm from huge values.
+    # reassoc lets LLVM keep several partial sums per vector lane (a single running sum is a
+    # dependency chain that reads at a fraction of memory speed); it cannot fold x * 0 away.
+    bad = 0
+    for k in range(lo, hi):
+        t = chunks[k, 0]
+        g = carray(address(ptrs[t], marker), sizes[t])
+        acc = zero
+        for i in range(np.uint64(chunks[k, 1]), np.uint64(chunks[k, 2])):
+            acc += ld(g, i) * zero
+        bad += acc != acc
+    return bad
+
+
+_drivers_by_kind: dict[tuple[int, int], tuple] = {}
+# Below this many elements a step takes microseconds and handing work to other threads
+# costs more than it saves: run on the calling thread.
 PARALLEL_MIN = 1 << 18
 
 
-def drivers(kind: int, variant: int = 0, parallel: bool = True) -> tuple:
+def drivers(kind: int, variant: int = 0) -> tuple:
     """``(sweep, sweep_norms, sweep_rows)`` for rule ``kind`` and ``variant`` (made once per process)."""
-    key = (kind, variant, parallel)
+    key = (kind, variant)
     if key not in _drivers_by_kind:
-        _drivers_by_kind[key] = _make_drivers(kind, variant, parallel)
+        _drivers_by_kind[key] = _make_drivers(kind, variant)
     return _drivers_by_kind[key]
+
+
+def _over_chunks(fn, head: tuple, chunks: np.ndarray, total: int, tail: tuple) -> list:
+    # fn(*head, lo, hi, *tail) for ranges of chunks of about equal size, one per thread.
+    parts = threads.count() if total >= PARALLEL_MIN else 1
+    ranges = threads.split(chunks[:, 2] - chunks[:, 1], parts)
+    return threads.run(fn, [(*head, lo, hi, *tail) for lo, hi in ranges])
 
 
 def _variant(algo: Algo, group, sdtype) -> int:
@@ -205,23 +221,20 @@ def dense_step(algo: Algo, group, params, grads, states, sdtype) -> None:
     cdt = compute_dtype(params[0].dtype, sdtype)
     ptrs = _addresses(params, grads, states, _slots(algo, group))
     sizes, chunks = _chunks(tuple(p.numel() for p in params))
-    with _LOCK:
-        _dense_step(algo, group, ptrs, sizes, chunks, pm, sm, cdt, states, sdtype, len(params))
-
-
-def _dense_step(algo, group, ptrs, sizes, chunks, pm, sm, cdt, states, sdtype, count):
+    total = int(sizes.sum())
     steps = bump_steps(states)
-    par = int(sizes.sum()) >= PARALLEL_MIN
     var = _variant(algo, group, sdtype)
     h = _hyper(algo, group, cdt, sdtype)
     c = algo.consts(steps, group)
     if algo.norms_kind is not None:
         part = np.empty((len(chunks), 2))
-        drivers(algo.norms_kind, var, par)[1](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt), part)
-        sums = np.zeros((count, 2))
+        _over_chunks(drivers(algo.norms_kind, var)[1], (ptrs, sizes, chunks), chunks, total,
+                     (pm, sm, h, c.astype(cdt), part))
+        sums = np.zeros((len(params), 2))
         np.add.at(sums, chunks[:, 0], part)
         c[:, algo.ratio_slot] = trust_ratio(sums[:, 0], sums[:, 1], *algo.trust(group))
-    drivers(algo.kind, var, par)[0](ptrs, sizes, chunks, pm, sm, h, c.astype(cdt))
+    _over_chunks(drivers(algo.kind, var)[0], (ptrs, sizes, chunks), chunks, total,
+                 (pm, sm, h, c.astype(cdt)))
 
 
 def lazy_rows_step(algo: Algo, group, p, grad, state, sdtype) -> None:
@@ -235,11 +248,23 @@ def lazy_rows_step(algo: Algo, group, p, grad, state, sdtype) -> None:
     values = grad.values().to(p.dtype).contiguous()
     cdt = compute_dtype(p.dtype, sdtype)
     ptrs = _addresses([p], [p], [state], _slots(algo, group))[0]
-    with _LOCK:
-        steps = bump_steps([state])
-    c = algo.consts(steps, group).astype(cdt)[0]
+    c = algo.consts(bump_steps([state]), group).astype(cdt)[0]
     width = p.numel() // p.shape[0] if p.shape[0] else 0
-    with _LOCK:
-        drivers(algo.kind, _variant(algo, group, sdtype), len(rows) * width >= PARALLEL_MIN)[2](
-            ptrs, p.numel(), rows, width, values.data_ptr(),
-                              _MARKERS[p.dtype], _MARKERS[sdtype], _hyper(algo, group, cdt, sdtype), c)
+    parts = threads.count() if len(rows) * width >= PARALLEL_MIN else 1
+    ranges = threads.split(np.ones(len(rows)), parts)
+    tail = (width, values.data_ptr(), _MARKERS[p.dtype], _MARKERS[sdtype],
+            _hyper(algo, group, cdt, sdtype), c)
+    threads.run(drivers(algo.kind, _variant(algo, group, sdtype))[2],
+                [(ptrs, p.numel(), rows, lo, hi, *tail) for lo, hi in ranges])
+
+
+def all_finite(tensors) -> bool:
+    """Whether every element of these contiguous CPU tensors (one dtype of ``DTYPES``) is
+    finite: one read of each, on the same threads as the update that follows."""
+    ptrs = np.array([t.data_ptr() for t in tensors], dtype=np.int64)
+    sizes, chunks = _chunks(tuple(t.numel() for t in tensors))
+    dtype = tensors[0].dtype
+    zero = np.float64(0) if dtype == torch.float64 else np.float32(0)
+    bad = _over_chunks(_count_nonfinite, (ptrs, sizes, chunks), chunks, int(sizes.sum()),
+                       (_MARKERS[dtype], zero))
+    return sum(bad) == 0

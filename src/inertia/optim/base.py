@@ -225,17 +225,7 @@ def _stored_values(grad: Tensor) -> Tensor:
 
 
 def _all_finite(tensors: list[Tensor]) -> bool:
-    """Whether every element of every tensor is finite, at memory speed.
+    """Whether every element of every tensor is finite (see :func:`inertia.kernels.all_finite`)."""
+    from .. import kernels
 
-    A sum is NaN or infinite whenever an element is, and torch's vectorised sum reads at
-    memory bandwidth (``_foreach_norm(inf)`` reads several times slower on CPU). A finite
-    sum is proof; a non-finite one may also be the overflow of huge finite values, so that
-    rare case is confirmed element by element before anything is refused.
-    """
-    tensors = [t for t in tensors if t.numel()]
-    if not tensors:
-        return True
-    sums = torch.stack([t.sum(dtype=compute_dtype(t.dtype)) for t in tensors])
-    if bool(torch.isfinite(sums).all()):
-        return True
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    return kernels.all_finite(tensors)
