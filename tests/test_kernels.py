@@ -8,6 +8,7 @@ that silently falls back cannot pass.
 from __future__ import annotations
 
 import pytest
+import numpy as np
 import torch
 
 import inertia
@@ -283,3 +284,27 @@ def test_sparse_lazy_rejects_out_of_range_rows():
     with pytest.raises(IndexError):
         opt.step()
     assert opt.state[emb]["step"].item() == 0
+
+
+def test_bf16_narrowing_is_bit_identical_to_torch():
+    """The kernels' float32 -> bf16 store rounds exactly like ``tensor.to(torch.bfloat16)``:
+    ties to even, carries into the exponent, overflow to inf, NaN to a quiet NaN."""
+    from inertia.kernels._memory import st
+
+    @numba.njit
+    def narrow(x, out):
+        for i in range(x.shape[0]):
+            st(out, i, x[i])
+
+    gen = torch.Generator().manual_seed(0)
+    bits = torch.randint(-2**31, 2**31 - 1, (200_000,), generator=gen, dtype=torch.int64)
+    special = torch.tensor([0x3F808000, 0x3F818000, 0x3F80FFFF, 0x7F7FFFFF, 0x7F7F8000,
+                            0x00008000, 0x00018000, 0x80008000, 0x7F800000, 0xFF800000,
+                            0x7FC00000, 0x7F800001, 0xFFFFFFFF, 0], dtype=torch.int64)
+    x = torch.cat([bits, special]).to(torch.int32).view(torch.float32)
+    out = np.empty(x.numel(), np.uint16)
+    narrow(x.numpy(), out)
+    expected = x.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    nan = np.isnan(x.numpy())
+    np.testing.assert_array_equal(out[~nan], expected[~nan])
+    assert np.all(out[nan] & 0x7FC0 == 0x7FC0)  # every NaN stays a (quiet) NaN

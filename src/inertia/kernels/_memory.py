@@ -54,13 +54,24 @@ def _bits_from_f32(typingctx, x):
     return sig, codegen
 
 
-@njit
-def _bf16_round(x):
-    # Round-to-nearest-even on the 16 dropped bits; NaN becomes the canonical quiet NaN.
-    bits = np.int64(_bits_from_f32(np.float32(x)))
-    if x != x:
-        return np.uint16(0x7FC0)
-    return np.uint16((bits + (((bits >> 16) & 1) + 0x7FFF)) >> 16)
+@intrinsic
+def _bf16_round(typingctx, x):
+    """float32 -> bf16 bits, round-to-nearest-even; NaN becomes the canonical quiet NaN.
+
+    Written as 32-bit LLVM integer ops: numba's own integer arithmetic widens to 64 bits,
+    which halves the vector lanes of every bf16 store."""
+    sig = types.uint16(types.float32)
+
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        bits = builder.bitcast(value, _I32)
+        lsb = builder.and_(builder.lshr(bits, ir.Constant(_I32, 16)), ir.Constant(_I32, 1))
+        rounded = builder.add(bits, builder.add(lsb, ir.Constant(_I32, 0x7FFF)))
+        high = builder.trunc(builder.lshr(rounded, ir.Constant(_I32, 16)), ir.IntType(16))
+        is_nan = builder.fcmp_unordered("uno", value, value)
+        return builder.select(is_nan, ir.Constant(ir.IntType(16), 0x7FC0), high)
+
+    return sig, codegen
 
 
 def ld(a, i):
@@ -82,7 +93,7 @@ def _ld(a, i):
 def _st(a, i, x):
     if a.dtype == types.uint16:
         def store(a, i, x):
-            a[i] = _bf16_round(x)
+            a[i] = _bf16_round(np.float32(x))
         return store
 
     def plain(a, i, x):
