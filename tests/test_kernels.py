@@ -308,3 +308,27 @@ def test_bf16_narrowing_is_bit_identical_to_torch():
     nan = np.isnan(x.numpy())
     np.testing.assert_array_equal(out[~nan], expected[~nan])
     assert np.all(out[nan] & 0x7FC0 == 0x7FC0)  # every NaN stays a (quiet) NaN
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16],
+                         ids=["f32", "f64", "bf16"])
+def test_nonfinite_check_finds_every_bad_value_and_no_huge_finite_one(dtype, parallel,
+                                                                      monkeypatch):
+    """The numba check, split over threads: a NaN or inf anywhere (first or last element,
+    any tensor) is found; huge finite values whose sum would overflow are not refused."""
+    from inertia.kernels import cpu
+
+    calls = []
+    numba_check = cpu.all_finite
+    monkeypatch.setattr(cpu, "all_finite", lambda ts: calls.append(len(ts)) or numba_check(ts))
+    gen = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(n, generator=gen).to(dtype) for n in (70_000, 1, 33_000, 0, 40_000)]
+    assert kernels.all_finite(tensors)
+    big = torch.finfo(dtype).max
+    assert kernels.all_finite([torch.full((50_000,), big, dtype=dtype)] * 3)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for t, i in ((0, 0), (2, 32_767), (2, 32_768), (4, -1)):
+            hit = [x.clone() for x in tensors]
+            hit[t][i] = bad
+            assert not kernels.all_finite(hit), (bad, t, i)
+    assert calls and all(n == 4 or n == 3 for n in calls)  # numba read them (empty one dropped)

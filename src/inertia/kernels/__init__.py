@@ -153,11 +153,11 @@ def all_finite(tensors) -> bool:
     """Whether every element of every tensor is finite, read at memory speed.
 
     Contiguous CPU tensors of a kernel dtype go to one numba sweep per dtype, on the same
-    thread pool as the update kernels (a torch reduction here, then a numba update, cost
-    3-4 ms more per step than their sum on two cores: the pools hand the cores back and
-    forth). The rest, or everything without numba, is summed by torch per tensor: a sum is
-    non-finite whenever an element is; a non-finite sum may also be the overflow of huge
-    finite values, so that rare case is confirmed element by element.
+    threads as the update kernels (alone it read 22M float32 gradients in 0.85 ms where
+    torch's per-tensor sums took 1.35 ms). The rest, or everything without numba, is summed
+    by torch per tensor: a sum is non-finite whenever an element is; a non-finite sum may
+    also be the overflow of huge finite values, so that rare case is confirmed element by
+    element.
     """
     tensors = [t for t in tensors if t.numel()]
     cpu = _numba_cpu()
