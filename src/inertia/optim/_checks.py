@@ -1,48 +1,75 @@
-"""Argument checks with one message format: ``Invalid <what>: <value>`` (as torch.optim)."""
+"""Argument checks with one message format: ``Invalid <what>: <value> (<why>)``, as torch.optim.
+
+Every check names the argument and the value it got. A value of the wrong *type* (a string
+learning rate, a list for ``eps``) raises ``TypeError``; a number out of range raises
+``ValueError``. Hyperparameters may be Python numbers or one-element tensors.
+"""
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Sequence
 
 import torch
 
 
-def _value(x: Any) -> float:
-    return float(x.item()) if isinstance(x, torch.Tensor) else float(x)
+def _fail(what: str, value: Any, why: str = "", error: type[Exception] = ValueError) -> None:
+    raise error(f"Invalid {what}: {value!r}" + (f" ({why})" if why else ""))
 
 
-def _fail(what: str, value: Any, why: str = "") -> None:
-    raise ValueError(f"Invalid {what}: {value!r}" + (f" ({why})" if why else ""))
+def number(what: str, value: Any) -> float:
+    """``value`` as a float, if it is a real number or a one-element real tensor."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            _fail(what, value, "a tensor must have exactly one element")
+        if value.is_complex() or value.dtype == torch.bool:
+            _fail(what, value, "must be a real number", TypeError)
+        if value.device.type == "meta":
+            return 0.0  # nothing to check on a shape-only tensor
+        return float(value.detach().reshape(()).item())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _fail(what, value, "must be a real number or a one-element tensor", TypeError)
+    return float(value)
 
 
 def learning_rate(lr: Any) -> None:
-    if isinstance(lr, torch.Tensor) and lr.numel() != 1:
-        _fail("learning rate", lr, "a tensor learning rate must have one element")
-    if not math.isfinite(_value(lr)) or _value(lr) < 0:
+    x = number("learning rate", lr)
+    if not math.isfinite(x) or x < 0:
         _fail("learning rate", lr, "must be a finite number >= 0")
 
 
-def non_negative(name: str, value: float) -> None:
-    if not math.isfinite(value) or value < 0:
+def non_negative(name: str, value: Any) -> None:
+    x = number(f"{name} value", value)
+    if not math.isfinite(x) or x < 0:
         _fail(f"{name} value", value, "must be a finite number >= 0")
 
 
-def positive(name: str, value: float) -> None:
-    if not math.isfinite(value) or value <= 0:
+def positive(name: str, value: Any) -> None:
+    x = number(f"{name} value", value)
+    if not math.isfinite(x) or x <= 0:
         _fail(f"{name} value", value, "must be > 0")
 
 
-def unit_interval(name: str, value: float) -> None:
+def unit_interval(name: str, value: Any) -> None:
     """``value`` in [0, 1)."""
-    if not 0.0 <= value < 1.0:
+    x = number(f"{name} value", value)
+    if not 0.0 <= x < 1.0:
         _fail(f"{name} value", value, "must be in [0, 1)")
 
 
-def betas(values: Sequence[float], count: int = 2) -> None:
+def flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(f"{name} value", value, "must be True or False", TypeError)
+
+
+def betas(values: Any, count: int = 2) -> None:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        _fail("betas", values, f"expected a tuple of {count} numbers", TypeError)
     if len(values) != count:
         _fail("betas", tuple(values), f"expected {count} values")
     for i, b in enumerate(values):
-        if not 0.0 <= b < 1.0:
+        x = number(f"beta parameter at index {i}", b)
+        if not 0.0 <= x < 1.0:
             raise ValueError(f"Invalid beta parameter at index {i}: {b!r} (must be in [0, 1))")
 
 
