@@ -125,7 +125,8 @@ def test_matches_reference(name, index, dtype, request):
     assert kernels.path_counts["reference"] == before["reference"]
     fast = pair[0][0]
     assert fast.state[pair[0][1][0]["params"][0]]["step"].item() == STEPS
-    assert pair[0][1][0]["params"][1] not in fast.state  # grad None: no state created
+    if name != "Adagrad":  # (Adagrad's state is created with the optimizer, as torch's)
+        assert pair[0][1][0]["params"][1] not in fast.state  # grad None: no state created
     tol = TOL[dtype]
     if kw.get("centered") and dtype == torch.float32:
         # torch.sqrt on float32 CPU is not correctly rounded (about 15% of results are 1 ulp
@@ -283,7 +284,7 @@ def test_sparse_lazy_rejects_out_of_range_rows():
                                        check_invariants=False)
     with pytest.raises(IndexError):
         opt.step()
-    assert opt.state[emb]["step"].item() == 0
+    assert not opt.state.get(emb)  # refused before any state was created
 
 
 def test_bf16_narrowing_is_bit_identical_to_torch():

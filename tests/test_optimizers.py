@@ -193,6 +193,8 @@ def test_state_dict_round_trip_continues_bit_identically(name, config, state_dty
     for a, b in zip(params, restored):
         assert torch.equal(a, b)
         for key, value in opt.state[a].items():
+            if key in info.cls.hidden_state_keys:
+                continue  # not part of the checkpoint (SGD's step, as in torch)
             assert opt2.state[b][key].dtype == value.dtype, key
             assert torch.equal(opt2.state[b][key], value), key
 
@@ -203,8 +205,10 @@ def test_old_checkpoint_without_new_options_still_loads():
     _run(opt, params, 3)
     old = copy.deepcopy(opt.state_dict())
     for group in old["param_groups"]:
-        for key in ("nonfinite", "sparse", "state_dtype", "fused", "foreach"):
+        # keys torch and inertia added over time; inertia's own are absent at their defaults
+        for key in ("decoupled_weight_decay", "capturable", "differentiable", "fused", "foreach"):
             del group[key]
+        assert not {"nonfinite", "sparse", "state_dtype"} & set(group)
     for state in old["state"].values():
         state["step"] = 3  # very old torch checkpoints kept an int
     fresh = inertia.Adam(_params(torch.float32), lr=0.01)
@@ -254,7 +258,10 @@ def test_params_without_grad_are_skipped(name):
     for i, p in enumerate(params):
         p.grad = None if i == 1 else torch.ones_like(p)
     opt.step()
-    assert params[1] not in opt.state
+    if name == "adagrad":  # torch's Adagrad creates its state with the optimizer: untouched
+        assert float(opt.state[params[1]]["step"]) == 0
+    else:
+        assert params[1] not in opt.state
     assert torch.equal(params[1], before)
     opt.zero_grad()
     assert all(p.grad is None for p in params)

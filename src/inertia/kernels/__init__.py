@@ -76,11 +76,13 @@ def _record(path: str) -> None:
     path_counts[path] += 1
 
 
-def fused_step(optimizer, group, params) -> bool:
+def fused_step(optimizer, group, params, grads) -> bool:
     """Run fused kernels for ``group``; return False to let the reference do all of it.
 
-    Parameters a kernel cannot take are stepped by ``optimizer._reference_update`` here,
-    so a group is never split between "done" and "not done".
+    ``grads`` are the parameters' gradients, already checked against them (shape, dtype,
+    device) and coalesced when sparse. Parameters a kernel cannot take are stepped by
+    ``optimizer._reference_update`` here, so a group is never split between "done" and
+    "not done".
     """
     last_paths.clear()
     algo = algorithm(optimizer)
@@ -101,23 +103,22 @@ def fused_step(optimizer, group, params) -> bool:
     buckets: dict[tuple, tuple[list, list, list]] = {}
     lazy, leftover = [], []
     lazy_mode = group["sparse"] == "lazy"
-    for p in params:
+    for p, g in zip(params, grads):
         state = optimizer.state[p]
         if "step" not in state:
             rule = rule or optimizer.rule(group)
             state = optimizer._state_for(p, rule, group)
         sdtype = group["state_dtype"] or p.dtype
-        g = p.grad
         if g.is_sparse:
             if lazy_mode:
                 if backend is None or device != "cpu" or not _lazy_ok(algo, p, g, state, sdtype):
-                    leftover.append(p)
+                    leftover.append((p, g))
                 else:
                     lazy.append((p, g, state, sdtype))
                 continue
             g = g.to_dense()
         if not _dense_ok(p, g, state, sdtype):
-            leftover.append(p)
+            leftover.append((p, g))
             continue
         key = (p.dtype, sdtype)
         bucket = buckets.get(key)
@@ -139,12 +140,12 @@ def fused_step(optimizer, group, params) -> bool:
             backend.dense_step(algo, group, ps, gs, states, sdtype)
             _record(f"{device}:{'numba' if device == 'cpu' else 'triton'}")
         else:
-            leftover.extend(ps)
+            leftover.extend(zip(ps, gs))
     for p, g, state, sdtype in lazy:
         backend.lazy_rows_step(algo, group, p, g, state, sdtype)
         _record("cpu:numba_lazy")
     if leftover:
-        optimizer._reference_update(group, leftover)
+        optimizer._reference_update(group, [p for p, _ in leftover], [g for _, g in leftover])
         _record("reference")
     return True
 
@@ -182,6 +183,8 @@ def _dense_ok(p, g, state, sdtype) -> bool:
     # Kernels see flat memory: every array must be contiguous, of a float dtype we know, and
     # the state must be in the dtype the group asks for (a hand-edited state may not be).
     if p.dtype not in _FLOATS or g.dtype != p.dtype or sdtype not in _FLOATS:
+        return False
+    if g.shape != p.shape:  # never read past the end of a gradient
         return False
     if not (p.is_contiguous() and g.is_contiguous()) or g.device != p.device:
         return False

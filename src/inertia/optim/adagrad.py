@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
+
 from . import _checks
 from . import transforms as T
 from .base import Optimizer
@@ -32,12 +34,25 @@ class Adagrad(Optimizer):
         0.5
     """
 
-    def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10,
+    torch_group_keys = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
+                        "foreach", "maximize", "differentiable", "fused")
+
+    def __init__(self, params, lr: float | Tensor = 1e-2, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+                 eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
                  **options: Any) -> None:
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                        initial_accumulator_value=initial_accumulator_value, eps=eps)
+                        initial_accumulator_value=initial_accumulator_value, eps=eps,
+                        foreach=foreach, maximize=maximize, differentiable=differentiable,
+                        fused=fused)
         super().__init__(params, defaults, **options)
+        # torch's Adagrad creates its state with the optimizer (the accumulator starts at
+        # initial_accumulator_value); so does this one, so checkpoints match from step 0.
+        for group in self.param_groups:
+            rule = self.rule(group)
+            for p in group["params"]:
+                self._state_for(p, rule, group)
 
     @classmethod
     def check(cls, group):

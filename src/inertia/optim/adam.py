@@ -3,9 +3,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
+
 from . import _checks
 from . import transforms as T
 from .base import Optimizer
+
+
+def _tuple(values):
+    # a tuple whatever sequence was given, so checkpoints compare equal; anything else is
+    # left for the check to refuse with its message
+    return tuple(values) if isinstance(values, (list, tuple)) else values
 
 
 def _check_adam(group) -> None:
@@ -13,6 +21,7 @@ def _check_adam(group) -> None:
     _checks.betas(group["betas"])
     _checks.positive("eps", group["eps"])
     _checks.non_negative("weight_decay", group["weight_decay"])
+    _checks.flag("amsgrad", group.get("amsgrad", False))
 
 
 class Adam(Optimizer):
@@ -42,11 +51,19 @@ class Adam(Optimizer):
         tensor([ 0.9000, -0.9000])
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
-                 *, decoupled_weight_decay: bool = False, **options: Any) -> None:
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        amsgrad=amsgrad, decoupled_weight_decay=decoupled_weight_decay)
+    torch_group_keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "foreach",
+                        "capturable", "differentiable", "fused", "decoupled_weight_decay")
+
+    def __init__(self, params, lr: float | Tensor = 1e-3,
+                 betas: tuple[float | Tensor, float | Tensor] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 decoupled_weight_decay: bool = False, **options: Any) -> None:
+        defaults = dict(lr=lr, betas=_tuple(betas), eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, decoupled_weight_decay=decoupled_weight_decay,
+                        maximize=maximize, foreach=foreach, capturable=capturable,
+                        differentiable=differentiable, fused=fused)
         super().__init__(params, defaults, **options)
 
     @classmethod
@@ -83,8 +100,12 @@ class AdamW(Adam):
         0.85
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
+    def __init__(self, params, lr: float | Tensor = 1e-3,
+                 betas: tuple[float | Tensor, float | Tensor] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
                  **options: Any) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad,
-                         decoupled_weight_decay=True, **options)
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
+                         maximize=maximize, capturable=capturable, differentiable=differentiable,
+                         fused=fused, decoupled_weight_decay=True, **options)

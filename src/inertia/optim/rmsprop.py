@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
+
 from . import _checks
 from . import transforms as T
 from .base import Optimizer
@@ -34,11 +36,16 @@ class RMSprop(Optimizer):
         0.9
     """
 
-    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+    torch_group_keys = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered",
+                        "capturable", "foreach", "maximize", "differentiable")
+
+    def __init__(self, params, lr: float | Tensor = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 **options: Any) -> None:
+                 capturable: bool = False, foreach: bool | None = None, maximize: bool = False,
+                 differentiable: bool = False, **options: Any) -> None:
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                        momentum=momentum, centered=centered)
+                        momentum=momentum, centered=centered, capturable=capturable,
+                        foreach=foreach, maximize=maximize, differentiable=differentiable)
         super().__init__(params, defaults, **options)
 
     @classmethod
@@ -48,6 +55,7 @@ class RMSprop(Optimizer):
         _checks.unit_interval("alpha", group["alpha"])
         _checks.non_negative("momentum", group["momentum"])
         _checks.non_negative("weight_decay", group["weight_decay"])
+        _checks.flag("centered", group["centered"])
 
     @staticmethod
     def rule(group):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
+
 from . import _checks
 from . import transforms as T
 from .base import Optimizer
@@ -32,10 +34,19 @@ class SGD(Optimizer):
         tensor([ 0.8000, -1.6000])
     """
 
-    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, **options: Any) -> None:
+    torch_group_keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
+                        "foreach", "differentiable", "fused")
+    # torch's SGD keeps no step counter: it knows the first step by the missing buffer.
+    hidden_state_keys = ("step",)
+
+    def __init__(self, params, lr: float | Tensor = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None,
+                 differentiable: bool = False, fused: bool | None = None,
+                 **options: Any) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
-                        weight_decay=weight_decay, nesterov=nesterov)
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                        foreach=foreach, differentiable=differentiable, fused=fused)
         super().__init__(params, defaults, **options)
 
     @classmethod
@@ -44,6 +55,7 @@ class SGD(Optimizer):
         _checks.non_negative("momentum", group["momentum"])
         _checks.non_negative("dampening", group["dampening"])
         _checks.non_negative("weight_decay", group["weight_decay"])
+        _checks.flag("nesterov", group["nesterov"])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
                 f"Invalid nesterov value: True (Nesterov momentum requires momentum > 0 and zero "

@@ -106,7 +106,9 @@ def scale_by_inverse_time(decay: float) -> Transform:
 
 def _zeros(key: str, initial: float = 0.0) -> Callable[[Tensor], State]:
     def init(p: Tensor) -> State:
-        return {key: torch.full_like(p, initial, memory_format=torch.preserve_format)}
+        # a complex parameter is two real coordinates: both start at ``initial``
+        value = complex(initial, initial) if p.is_complex() else initial
+        return {key: torch.full_like(p, value, memory_format=torch.preserve_format)}
 
     return init
 
@@ -243,17 +245,21 @@ def scale_by_lion(beta1: float, beta2: float) -> Transform:
 
 def scale_by_trust_ratio(coefficient: float = 1.0, eps: float = 0.0) -> Transform:
     r"""Layer-wise trust ratio (LARS, LAMB): ``u <- r u`` with
-    ``r = c \|p\| / (\|u\| + \epsilon)``, and ``r = 1`` when either norm is zero."""
+    ``r = c \|p\| / (\|u\| + \epsilon)``, and ``r = 1`` when either norm is zero.
+
+    The norms are accumulated in float64 whatever the tensors' dtype, as the fused kernels
+    do: squares of 1e-24 gradients or 1e38 weights neither vanish nor overflow, so every
+    path gives the same ratio."""
 
     def update(u, state, p):
-        p_norm = torch.linalg.vector_norm(p)
-        u_norm = torch.linalg.vector_norm(u)
+        p_norm = torch.linalg.vector_norm(p, dtype=torch.float64)
+        u_norm = torch.linalg.vector_norm(u, dtype=torch.float64)
         ratio = torch.where(
             (p_norm > 0) & (u_norm > 0),
             coefficient * p_norm / (u_norm + eps),
             torch.ones_like(p_norm),
         )
-        return u * ratio, {}
+        return u * ratio.to(u.dtype), {}
 
     return Transform(_no_state, update)
 
