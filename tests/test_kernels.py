@@ -2,8 +2,8 @@
 
 Each test runs two copies of the same problem for 20+ steps, one through the default
 (fused) step and one through the reference, and compares every parameter and every
-state tensor. ``kernels.path_counts`` proves the fast path actually ran, so a dispatch
-that silently falls back cannot pass.
+state tensor. ``path_counts`` proves the fast path actually ran, so a dispatch that
+silently falls back cannot pass.
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 import inertia
-from inertia import kernels
+from inertia.backends import ops
+from inertia.engine.step import path_counts
 
 numba = pytest.importorskip("numba")
 
@@ -35,7 +36,6 @@ CONFIGS = {
                                 maximize=True)],
 }
 CASES = [(name, i) for name, configs in CONFIGS.items() for i in range(len(configs))]
-TORCH_FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6),
        torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
 
@@ -92,22 +92,27 @@ def _assert_same(pair, tol, state_tol=None, bit_equal=0.0):
     assert same >= bit_equal * total, (same, total)
 
 
-def _expected(name, dtype, state_dtype=None):
-    torch_fused = name in TORCH_FUSED and dtype != torch.bfloat16 and state_dtype in (None, dtype)
-    return "cpu:torch_fused" if torch_fused else "cpu:numba"
+def _expected(name=None, dtype=None, state_dtype=None):
+    """The CPU kernel path of this process (C++ in torch's threads, or Python threads)."""
+    return "cpu:" + ops.cpu_implementation()
 
 
 def _fused_ran(path, before):
-    return kernels.path_counts[path] > before[path]
+    return path_counts[path] > before[path]
 
 
 @pytest.fixture
-def parallel(monkeypatch, request):
+def parallel(monkeypatch):
     """Split even small problems across threads (they otherwise run on the calling thread)."""
-    from inertia.kernels import cpu, threads
+    from inertia.backends import threads
 
-    monkeypatch.setattr(cpu, "PARALLEL_MIN", 0)
+    old = ops.set_parallel_min(0)
     monkeypatch.setattr(threads, "count", lambda: 3)  # more ranges than this machine's cores
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield
+    torch.set_num_threads(threads_before)
+    ops.set_parallel_min(old)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
@@ -118,11 +123,11 @@ def test_matches_reference(name, index, dtype, request):
     kw = CONFIGS[name][index]
     # Two groups with different hyperparameters; the second has a tensor lr.
     other = dict(kw, lr=torch.tensor(kw["lr"] * 0.5), weight_decay=0.02)
-    before = kernels.path_counts.copy()
+    before = path_counts.copy()
     pair = _pair(name, [kw, other], lambda j: _params(dtype, j))
     _run(pair, none_index=1)  # one parameter per group never gets a gradient
     assert _fused_ran(_expected(name, dtype), before)
-    assert kernels.path_counts["reference"] == before["reference"]
+    assert path_counts["reference"] == before["reference"]
     fast = pair[0][0]
     assert fast.state[pair[0][1][0]["params"][0]]["step"].item() == STEPS
     if name != "Adagrad":  # (Adagrad's state is created with the optimizer, as torch's)
@@ -140,10 +145,10 @@ def test_matches_reference(name, index, dtype, request):
 def test_bf16_state(name):
     """``state_dtype=torch.bfloat16`` with float32 params: numba reads/writes bf16 state."""
     kw = CONFIGS[name][-1]
-    before = kernels.path_counts.copy()
+    before = path_counts.copy()
     pair = _pair(name, [kw], lambda j: _params(torch.float32, j), state_dtype=torch.bfloat16)
     _run(pair)
-    assert _fused_ran("cpu:numba", before)
+    assert _fused_ran(_expected(), before)
     # Both sides compute in float32 and round the state the same way, so the state is
     # bit-identical except where a 1-ulp float32 difference (torch's sqrt is not correctly
     # rounded) lands on a bf16 rounding boundary: then one bf16 ulp (2**-8 relative).
@@ -153,10 +158,10 @@ def test_bf16_state(name):
 @pytest.mark.parametrize("name", ["Adam", "Lion", "SGD", "LAMB"])
 def test_bf16_params(name):
     kw = CONFIGS[name][-1]
-    before = kernels.path_counts.copy()
+    before = path_counts.copy()
     pair = _pair(name, [kw], lambda j: _params(torch.bfloat16, j))
     _run(pair)
-    assert _fused_ran("cpu:numba", before)
+    assert _fused_ran(_expected(), before)
     _assert_same(pair, TOL[torch.bfloat16], bit_equal=0.95)
 
 
@@ -165,10 +170,10 @@ def test_mixed_dtypes_in_one_group(name):
     mixed = lambda j: [torch.nn.Parameter(t.to(dt)) for t, dt in zip(  # noqa: E731
         _tensors(torch.float64, j), [torch.float32, torch.float64, torch.float32,
                                      torch.float64, torch.float32])]
-    before = kernels.path_counts.copy()
+    before = path_counts.copy()
     pair = _pair(name, [CONFIGS[name][0]], mixed)
     _run(pair)
-    assert kernels.path_counts[_expected(name, torch.float32)] - before[_expected(name, torch.float32)] == 2 * STEPS
+    assert path_counts[_expected(name, torch.float32)] - before[_expected(name, torch.float32)] == 2 * STEPS
     _assert_same(pair, TOL[torch.float32])
 
 
@@ -179,7 +184,7 @@ def test_non_contiguous(name):
         ps = _params(torch.float32, j, shapes=[(6, 4), (9, 5), (5,)])
         ps[1] = torch.nn.Parameter(ps[1].detach().t())  # a transposed (non-contiguous) param
         return ps
-    before = kernels.path_counts.copy()
+    before = path_counts.copy()
     pair = _pair(name, [CONFIGS[name][-1]], make)
     _run(pair, grad_fn=lambda g: g.t().contiguous().t() if g.dim() == 2 else g)
     assert _fused_ran("reference", before) and _fused_ran(_expected(name, torch.float32), before)
@@ -204,9 +209,9 @@ def _sparse_pair(name, kw, sparse, dtype=torch.float32, state_dtype=None):
 
 @pytest.mark.parametrize("name", ["SGD", "Momentum", "RMSprop", "Adam", "Adagrad", "Lion"])
 def test_sparse_lazy(name, parallel):
-    before = kernels.path_counts.copy()
+    before = path_counts.copy()
     pair = _sparse_pair(name, CONFIGS[name][-1], "lazy")
-    assert kernels.path_counts["cpu:numba_lazy"] - before["cpu:numba_lazy"] == STEPS
+    assert path_counts["cpu:rows"] - before["cpu:rows"] == STEPS
     _assert_same(pair, TOL[torch.float32])
 
 
@@ -220,23 +225,25 @@ def test_sparse_lazy_adam_bf16_state_and_f64(dtype):
 
 @pytest.mark.parametrize("name", ["Adam", "LAMB"])
 def test_sparse_dense_mode_equals_densified(name):
-    before = kernels.path_counts.copy()
+    before = path_counts.copy()
     pair = _sparse_pair(name, CONFIGS[name][0], "dense")
     assert _fused_ran(_expected(name, torch.float32), before)
     _assert_same(pair, TOL[torch.float32])
 
 
-def test_subclass_with_new_rule_is_not_fused():
+def test_subclass_with_new_rule_is_fused_with_its_own_math():
+    """A rule changed by a subclass is traced into its own kernel, never the parent's."""
     class Doubled(inertia.Adam):
         @staticmethod
         def rule(group):
-            return inertia.Adam.rule(dict(group, lr=2 * group["lr"]))
+            return inertia.Adam.rule({**group, "lr": 2 * group["lr"]})
 
     p = torch.nn.Parameter(torch.ones(3))
     p.grad = torch.ones(3)
-    before = kernels.path_counts.copy()
+    before = path_counts.copy()
     Doubled([p], lr=0.1).step()
-    assert kernels.path_counts == before
+    assert _fused_ran(_expected(), before)
+    assert path_counts["reference"] == before["reference"]
     torch.testing.assert_close(p.detach(), torch.full((3,), 0.8))
 
 
@@ -256,11 +263,11 @@ def test_state_dict_round_trip_keeps_fusing():
 @pytest.mark.parametrize("name,index", CASES)
 def test_cuda_matches_reference(name, index):
     kw = CONFIGS[name][index]
-    before = kernels.path_counts.copy()
+    before = path_counts.copy()
     pair = _pair(name, [kw], lambda j: [torch.nn.Parameter(t.cuda()) for t in
                                         _tensors(torch.float32, j)])
     _run(pair)
-    assert sum(kernels.path_counts[k] - before[k] for k in ("cuda:torch_fused", "cuda:triton")) > 0
+    assert path_counts["cuda:triton"] > before["cuda:triton"]
     _assert_same(pair, dict(rtol=1e-5, atol=1e-5))
 
 
@@ -268,11 +275,11 @@ def test_cuda_matches_reference(name, index):
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_cuda_bf16_state(name):
     kw = CONFIGS[name][-1]
-    before = kernels.path_counts.copy()
+    before = path_counts.copy()
     pair = _pair(name, [kw], lambda j: [torch.nn.Parameter(t.cuda()) for t in
                                         _tensors(torch.float32, j)], state_dtype=torch.bfloat16)
     _run(pair)
-    assert kernels.path_counts["cuda:triton"] > before["cuda:triton"]
+    assert path_counts["cuda:triton"] > before["cuda:triton"]
     _assert_same(pair, dict(rtol=1e-2, atol=1e-3))
 
 
@@ -290,7 +297,7 @@ def test_sparse_lazy_rejects_out_of_range_rows():
 def test_bf16_narrowing_is_bit_identical_to_torch():
     """The kernels' float32 -> bf16 store rounds exactly like ``tensor.to(torch.bfloat16)``:
     ties to even, carries into the exponent, overflow to inf, NaN to a quiet NaN."""
-    from inertia.kernels._memory import st
+    from inertia.backends.numba_support import st
 
     @numba.njit
     def narrow(x, out):
@@ -317,19 +324,20 @@ def test_nonfinite_check_finds_every_bad_value_and_no_huge_finite_one(dtype, par
                                                                       monkeypatch):
     """The numba check, split over threads: a NaN or inf anywhere (first or last element,
     any tensor) is found; huge finite values whose sum would overflow are not refused."""
-    from inertia.kernels import cpu
+    from inertia.backends import cpu
+    from inertia.engine.step import _all_finite
 
     calls = []
     numba_check = cpu.all_finite
     monkeypatch.setattr(cpu, "all_finite", lambda ts: calls.append(len(ts)) or numba_check(ts))
     gen = torch.Generator().manual_seed(0)
     tensors = [torch.randn(n, generator=gen).to(dtype) for n in (70_000, 1, 33_000, 0, 40_000)]
-    assert kernels.all_finite(tensors)
+    assert _all_finite(tensors)
     big = torch.finfo(dtype).max
-    assert kernels.all_finite([torch.full((50_000,), big, dtype=dtype)] * 3)
+    assert _all_finite([torch.full((50_000,), big, dtype=dtype)] * 3)
     for bad in (float("nan"), float("inf"), -float("inf")):
         for t, i in ((0, 0), (2, 32_767), (2, 32_768), (4, -1)):
             hit = [x.clone() for x in tensors]
             hit[t][i] = bad
-            assert not kernels.all_finite(hit), (bad, t, i)
+            assert not _all_finite(hit), (bad, t, i)
     assert calls and all(n == 4 or n == 3 for n in calls)  # numba read them (empty one dropped)

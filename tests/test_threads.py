@@ -1,4 +1,4 @@
-"""The worker threads the numba kernels run on (inertia.kernels.threads)."""
+"""The worker threads the Python CPU runner uses (inertia.backends.threads)."""
 import os
 import signal
 import threading
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("numba")
-from inertia.kernels import threads  # noqa: E402
+from inertia.backends import threads  # noqa: E402
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3, 7])

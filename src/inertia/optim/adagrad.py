@@ -6,7 +6,7 @@ from typing import Any
 from torch import Tensor
 
 from . import _checks
-from . import transforms as T
+from ..rules import transforms as T
 from .base import Optimizer
 
 
@@ -50,9 +50,8 @@ class Adagrad(Optimizer):
         # torch's Adagrad creates its state with the optimizer (the accumulator starts at
         # initial_accumulator_value); so does this one, so checkpoints match from step 0.
         for group in self.param_groups:
-            rule = self.rule(group)
             for p in group["params"]:
-                self._state_for(p, rule, group)
+                self._state_for(p, group)
 
     @classmethod
     def check(cls, group):

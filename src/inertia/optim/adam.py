@@ -6,7 +6,7 @@ from typing import Any
 from torch import Tensor
 
 from . import _checks
-from . import transforms as T
+from ..rules import transforms as T
 from .base import Optimizer
 
 

@@ -2,12 +2,11 @@
 
 A subclass supplies two things: ``check(group)``, which validates one parameter
 group's hyperparameters, and ``rule(group)``, which returns the
-:class:`~inertia.optim.transforms.Transform` that *is* the algorithm. This class
-does the rest: it validates input before anything moves, creates state lazily, counts
-steps, applies ``maximize``, the non-finite-gradient policy and the sparse-gradient
-mode, and hands the work to a fused kernel where one exists (:mod:`inertia.kernels`) or
-to the reference transform otherwise. Checkpoints follow torch's format exactly
-(:mod:`inertia.optim.checkpoint`).
+:class:`~inertia.rules.transforms.Transform` that *is* the algorithm. This class keeps
+the groups, the options and torch-compatible checkpoints
+(:mod:`inertia.optim.checkpoint`); the step engine (:mod:`inertia.engine`) does the
+rest: state, non-finite policies, clipping, AMP, and the fused kernels derived from the
+rule (:mod:`inertia.backends`), or the reference path.
 """
 from __future__ import annotations
 
@@ -16,10 +15,13 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import Tensor
 
+from .. import engine
+from ..engine import state as state_policy
+from ..engine.step import NonFiniteGradientError
+from ..rules.transforms import Transform
 from . import _checks, checkpoint
-from .transforms import Transform
 
-NONFINITE_POLICIES = ("raise", "skip")
+NONFINITE_POLICIES = ("guard", "raise", "skip", None)
 SPARSE_MODES = ("dense", "lazy")
 
 #: Group keys every inertia optimizer has, with torch.optim's defaults.
@@ -27,19 +29,8 @@ STANDARD_DEFAULTS: dict[str, Any] = dict(
     maximize=False, foreach=None, capturable=False, differentiable=False, fused=None,
 )
 #: inertia's own options. A checkpoint carries one only when its value differs from this.
-EXTRA_DEFAULTS: dict[str, Any] = dict(nonfinite="raise", sparse="dense", state_dtype=None)
-
-
-class NonFiniteGradientError(FloatingPointError):
-    """A gradient held NaN or infinity and the policy is ``nonfinite="raise"``."""
-
-
-def compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
-    """The dtype arithmetic happens in: float64 stays, anything narrower is done in float32."""
-    out = torch.float32
-    for d in dtypes:
-        out = torch.promote_types(out, d)
-    return out
+EXTRA_DEFAULTS: dict[str, Any] = dict(nonfinite="raise", sparse="dense", state_dtype=None,
+                                      max_grad_norm=None)
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -48,10 +39,19 @@ class Optimizer(torch.optim.Optimizer):
     Options every inertia optimizer takes (keyword-only, stored per group):
 
     * ``maximize`` (False): ascend instead of descend.
-    * ``nonfinite`` (``"raise"``): what a NaN/inf gradient does. ``"raise"`` raises
+    * ``nonfinite`` (``"raise"``): what a NaN/inf gradient does. ``"guard"``: the kernels
+      check each block of the gradient as they update it and leave a block holding NaN/inf
+      (and its state) unchanged, while the rest of the step applies (LAMB and LARS: the whole
+      tensor; the reference path: the whole tensor); almost free. ``"raise"`` raises
       :class:`NonFiniteGradientError` before anything changes; ``"skip"`` skips the whole
-      step, leaving parameters and state untouched, and counts it in ``skipped_steps``.
-      Either way the state is never poisoned.
+      step, leaving parameters and state untouched. Both need a separate read of every
+      gradient first (on a GPU, a synchronisation). ``None``: no check. Steps that met a
+      non-finite gradient are counted in ``nonfinite_steps`` (a 0-d tensor on the device).
+      Under AMP the ``GradScaler``'s own check decides instead.
+    * ``max_grad_norm`` (None): clip the gradients to this global L2 norm over all groups
+      first, as ``torch.nn.utils.clip_grad_norm_`` does, fused into the update (one extra
+      read of the gradients instead of three passes); the norm is kept in
+      ``last_grad_norm``.
     * ``sparse`` (``"dense"``): how sparse (COO) gradients are applied. ``"dense"`` is exactly
       the update of the densified gradient; ``"lazy"`` updates only the rows present, and only
       their state (like torch's SparseAdam), which is what embedding tables want. The step
@@ -69,6 +69,10 @@ class Optimizer(torch.optim.Optimizer):
     coordinates), as torch.optim does.
     """
 
+    #: torch.amp.GradScaler hands this optimizer ``grad_scale`` and ``found_inf`` instead of
+    #: unscaling the gradients itself: the kernels unscale as they read them.
+    _step_supports_amp_scaling = True
+
     #: The group keys torch's optimizer of the same name writes to its checkpoints; ``None``
     #: for an optimizer torch does not have (then: its hyperparameters + ``STANDARD_DEFAULTS``).
     torch_group_keys: tuple[str, ...] | None = None
@@ -85,7 +89,9 @@ class Optimizer(torch.optim.Optimizer):
         self._check_group(defaults)
         self._constructor_options = set(options) & set(EXTRA_DEFAULTS)
         self._pinned: list[set[str]] = []
-        self.skipped_steps = 0
+        self._plans: dict = {}
+        self._state_version = 0
+        self.last_grad_norm: Tensor | None = None
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ what subclasses give
@@ -112,6 +118,8 @@ class Optimizer(torch.optim.Optimizer):
         for key in ("foreach", "fused"):
             if group[key] is not None:
                 _checks.flag(key, group[key])
+        if group["max_grad_norm"] is not None:
+            _checks.positive("max_grad_norm", group["max_grad_norm"])
         self.check(group)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -132,6 +140,14 @@ class Optimizer(torch.optim.Optimizer):
                     "`fused=True` requires all the params to be floating point Tensors of "
                     f"supported devices: ['cpu', 'cuda'] but {bad[0].dtype} and "
                     f"{bad[0].device.type}")
+        first = self.param_groups[0]
+        if group["max_grad_norm"] != first["max_grad_norm"] or (
+                group["nonfinite"] != first["nonfinite"] and group["max_grad_norm"] is not None):
+            raise ValueError(
+                f"Invalid max_grad_norm: {group['max_grad_norm']!r} (every parameter group "
+                f"must share one max_grad_norm and nonfinite policy: the norm is taken over "
+                f"all of them; the first group has {first['max_grad_norm']!r})")
+        self._state_version = self.__dict__.get("_state_version", 0) + 1
         # Options the user chose for this group (in the constructor or the group's dict)
         # survive load_state_dict; see inertia.optim.checkpoint.
         self._pinned.append(set(self.__dict__.get("_constructor_options", ()))
@@ -143,8 +159,9 @@ class Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
-        self.__dict__.setdefault("skipped_steps", 0)
         self.__dict__.setdefault("_constructor_options", set())
+        self.__dict__["_plans"] = {}
+        self.__dict__["_state_version"] = self.__dict__.get("_state_version", 0) + 1
         pinned = self.__dict__.setdefault("_pinned", [])
         pinned.extend(set() for _ in range(len(self.param_groups) - len(pinned)))
 
@@ -173,36 +190,41 @@ class Optimizer(torch.optim.Optimizer):
                 for g, pinned in zip(self.param_groups, self._pinned)]
         super().load_state_dict(state_dict)
         checkpoint.adopt(self, pins)
+        self._state_version += 1
 
     # ------------------------------------------------------------------ state
 
     def _template(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         """The fresh state of ``p`` without ``step``: the rule's zeros in the state dtype."""
-        dtype = group["state_dtype"]
-        out = {}
-        for key, value in self.rule(group).init(p).items():
-            if dtype is not None and value.is_floating_point():
-                value = value.to(dtype)
-            elif dtype is not None and value.is_complex():
-                value = value.to(torch.complex128 if dtype == torch.float64 else torch.complex64)
-            out[key] = value
-        return out
+        return state_policy.template(self.rule(group), p, group)
 
-    def _state_for(self, p: Tensor, rule: Transform, group: dict[str, Any]) -> dict[str, Tensor]:
-        """``p``'s state, created on first use; keys a new option needs are added as zeros."""
-        state = self.state[p]
-        if "step" not in state:
-            if state and "step" in self.hidden_state_keys:
-                # torch's SGD keeps no step: a momentum buffer means a step was taken.
-                state["step"] = torch.tensor(1.0, dtype=torch.float32)
-            elif state:
-                raise ValueError(f"Invalid optimizer state: parameter of shape {tuple(p.shape)} "
-                                 f"has state {sorted(state)} but no 'step'")
-            else:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
-            for key, value in self._template(p, group).items():
-                state.setdefault(key, value)
-        return state
+    def _state_for(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        """``p``'s state, created on first use (see :mod:`inertia.engine.state`)."""
+        return state_policy.ensure(self, p, self.rule(group), group)
+
+    @property
+    def nonfinite_steps(self) -> Tensor:
+        """Steps that met a NaN/inf gradient, as a 0-d int64 tensor on the parameters' device
+        (reading it as a number synchronises; keeping it does not)."""
+        return self.nonfinite_counter()
+
+    @property
+    def skipped_steps(self) -> int:
+        """``int(nonfinite_steps)``: for ``nonfinite="skip"``, the steps skipped."""
+        return int(self.nonfinite_counter())
+
+    def nonfinite_counter(self) -> Tensor:
+        counter = self.__dict__.get("_nonfinite")
+        if counter is None:
+            counter = self._nonfinite = torch.zeros((), dtype=torch.int64,
+                                                    device=self._counter_device())
+        return counter
+
+    def _counter_device(self) -> torch.device:
+        for group in self.param_groups:
+            for p in group["params"]:
+                return p.device
+        return torch.device("cpu")
 
     # ------------------------------------------------------------------ the step
 
@@ -213,131 +235,16 @@ class Optimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
-            self._step()
+            engine.step(self)
         return loss
 
-    def _step(self) -> None:
-        work = []
-        for index, group in enumerate(self.param_groups):
-            params, grads = [], []
-            for p in group["params"]:
-                if p.grad is not None:
-                    params.append(p)
-                    grads.append(_prepared_grad(p, index))
-            if params:
-                work.append((group, params, grads))
-        if not self._gradients_finite(work):
-            self.skipped_steps += 1
-            return
-        for group, params, grads in work:
-            if not self._fused_update(group, params, grads):
-                self._reference_update(group, params, grads)
+    def _init_group(self, group, params, grads, states, steps, index, amp):
+        """Gather ``group``'s tensors for its kernels (see :func:`inertia.engine.init_group`).
 
-    def _gradients_finite(self, work: list[tuple[dict, list[Tensor], list[Tensor]]]) -> bool:
-        """Check every gradient before anything is written; apply the group's policy."""
-        bad_policy = None
-        for group, params, grads in work:
-            if _all_finite([_stored_values(g) for g in grads]):
-                continue
-            if group["nonfinite"] == "raise":
-                index = self.param_groups.index(group)
-                raise NonFiniteGradientError(
-                    f"non-finite gradient in parameter group {index}; nothing was updated "
-                    "(pass nonfinite='skip' to skip such steps instead)"
-                )
-            bad_policy = "skip"
-        return bad_policy is None
-
-    def _fused_update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> bool:
-        """Run a fused kernel for this group if one applies; return whether it did."""
-        if group["fused"] is False or group["foreach"] is False or group["differentiable"]:
-            return False
-        from .. import kernels
-
-        return kernels.fused_step(self, group, params, grads)
-
-    def _reference_update(self, group: dict[str, Any], params: list[Tensor],
-                          grads: list[Tensor]) -> None:
-        """The readable path: apply ``rule(group)`` to one tensor at a time."""
-        rule = self.rule(group)
-        for p, grad in zip(params, grads):
-            state = self._state_for(p, rule, group)
-            if group["maximize"]:
-                grad = -grad
-            state["step"] += 1
-            if p.is_complex():
-                # torch.optim's convention: a complex number is two real coordinates.
-                p, grad = torch.view_as_real(p), torch.view_as_real(
-                    grad.to_dense() if grad.is_sparse else grad)
-                state = {k: (v if k == "step" else torch.view_as_real(v)) for k, v in state.items()}
-            cd = compute_dtype(p.dtype, *(v.dtype for k, v in state.items() if k != "step"))
-            if grad.is_sparse and group["sparse"] == "lazy":
-                _lazy_apply(rule, p, grad, state, cd)
-                continue
-            if grad.is_sparse:
-                grad = grad.to_dense()
-            # Under autograd (differentiable=True) the rule must read copies: it may save its
-            # inputs for backward, and the in-place writes below would invalidate them.
-            record = torch.is_grad_enabled()
-            current = {k: (v if k == "step" else v.to(cd, copy=record)) for k, v in state.items()}
-            param = p.to(cd, copy=record)
-            update, changed = rule.update(grad.to(cd), current, param)
-            p.copy_(param + update)
-            for key, value in changed.items():
-                state[key].copy_(value)
+        Named as torch.optim's method so that ``torch.compile`` runs it once, eagerly, at
+        trace time, instead of tracing the bookkeeping."""
+        return engine.init_group(self, group, params, grads, states, steps, index, amp)
 
 
 def _meta(p: Tensor) -> Tensor:
     return torch.empty_like(p, device="meta")
-
-
-def _prepared_grad(p: Tensor, group_index: int) -> Tensor:
-    """``p.grad``, checked against ``p`` before anything is written; sparse ones coalesced
-    (duplicate entries summed), so the non-finite check sees the values that will be used."""
-    g = p.grad
-    if g.layout not in (torch.strided, torch.sparse_coo):
-        _checks._fail("gradient layout", g.layout, "only strided and sparse COO are supported")
-    if g.shape != p.shape:
-        raise ValueError(f"Invalid gradient shape: {tuple(g.shape)} for a parameter of shape "
-                         f"{tuple(p.shape)} in parameter group {group_index}")
-    if g.dtype != p.dtype:
-        raise TypeError(f"Invalid gradient dtype: {g.dtype} for a parameter of dtype {p.dtype} "
-                        f"in parameter group {group_index}")
-    if g.device != p.device:
-        raise ValueError(f"Invalid gradient device: {g.device} for a parameter on {p.device} "
-                         f"in parameter group {group_index}")
-    if g.is_sparse:
-        g = g.coalesce()
-        rows = g._indices()
-        if rows.numel() and (int(rows.min()) < 0 or bool((rows.max(dim=1).values
-                                                          >= torch.tensor(g.shape[:g.sparse_dim()],
-                                                                          device=rows.device)).any())):
-            # COO tensors are not validated on construction; an index past the end would
-            # write outside the parameter.
-            raise IndexError(f"sparse gradient index out of range for a parameter of shape "
-                             f"{tuple(p.shape)} in parameter group {group_index}")
-    return g
-
-
-def _lazy_apply(rule: Transform, p: Tensor, grad: Tensor, state: dict, cd: torch.dtype) -> None:
-    """Apply ``rule`` to the rows a sparse gradient touches, and to their state only."""
-    grad = grad.coalesce()
-    rows = tuple(grad.indices())
-    current = {k: (v if k == "step" else v[rows].to(cd)) for k, v in state.items()}
-    param = p[rows].to(cd)
-    update, changed = rule.update(grad.values().to(cd), current, param)
-    p[rows] = (param + update).to(p.dtype)
-    for key, value in changed.items():
-        state[key][rows] = value.to(state[key].dtype)
-
-
-def _stored_values(grad: Tensor) -> Tensor:
-    """The numbers a gradient holds: itself, or the values of a (coalesced) sparse gradient."""
-    return grad._values() if grad.is_sparse else grad
-
-
-def _all_finite(tensors: list[Tensor]) -> bool:
-    """Whether every element of every tensor is finite (see :func:`inertia.kernels.all_finite`)."""
-    from .. import kernels
-
-    return kernels.all_finite(tensors)

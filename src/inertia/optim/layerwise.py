@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _checks
-from . import transforms as T
+from ..rules import transforms as T
 from .base import Optimizer
 
 

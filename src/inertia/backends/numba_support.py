@@ -99,3 +99,30 @@ def _st(a, i, x):
     def plain(a, i, x):
         a[i] = x
     return plain
+
+
+# ----------------------------------------------------------------------------- rule helpers
+# The functions of the rule language (inertia.rules.expr) with torch's NaN semantics.
+
+@njit(error_model="numpy", inline="always")
+def sign_(x):
+    return x if x != x else (x > 0) - (x < 0) + x * 0  # torch.sign: -1, 0, 1, NaN stays NaN
+
+
+@njit(error_model="numpy", inline="always")
+def max_(a, b):
+    return a if (a >= b or a != a) else b  # torch.maximum propagates NaN
+
+
+@njit(error_model="numpy", inline="always")
+def min_(a, b):
+    return a if (a <= b or a != a) else b  # torch.minimum propagates NaN
+
+
+# Markers for ``address``: typed, empty arrays (numba freezes globals as constants).
+I64 = np.empty(0, np.int64)
+F64 = np.empty(0, np.float64)
+F32 = np.empty(0, np.float32)
+U16 = np.empty(0, np.uint16)
+U32 = np.empty(0, np.uint32)
+U64 = np.empty(0, np.uint64)

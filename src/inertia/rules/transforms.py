@@ -1,4 +1,4 @@
-r"""Gradient transformations: the reference definition of every inertia optimizer.
+r"""Gradient transformations: the one definition of every inertia optimizer.
 
 Each optimizer is a *chain* of small transformations applied to one parameter's
 gradient, in the spirit of optax. A transformation is a pair of pure functions:
@@ -11,22 +11,27 @@ The chain's output is the *delta* added to the parameter: ``p <- p + u'``. So
 plain gradient descent is ``chain(scale_by_learning_rate(lr))`` and AdamW is
 ``chain(scale_by_adam(...), add_decayed_weights(wd), scale_by_learning_rate(lr))``.
 
+``update`` is written in the rule language of :mod:`inertia.rules.expr`: arithmetic plus
+:func:`~inertia.rules.expr.sqrt`, :func:`~inertia.rules.expr.where`,
+:func:`~inertia.rules.expr.norm`, ... Called on tensors it is the reference implementation;
+traced, it is the source every fused kernel is generated from. Hyperparameters are
+whatever the caller passes (numbers, tensors, or traced :class:`~inertia.rules.expr.Hyper`
+values), so the same chain serves every path.
+
 State is a flat dict of tensors with descriptive keys (``exp_avg``,
-``momentum_buffer`` …, the same names torch.optim uses where the algorithm is
+``momentum_buffer`` ..., the same names torch.optim uses where the algorithm is
 the same, so checkpoints are interchangeable). The optimizer owns the step
 counter ``state["step"]``, incremented *before* the chain runs, so the first
 update sees ``step == 1`` (as in the Adam paper's bias correction).
-
-These functions favour clarity over speed: the fused kernels in
-:mod:`inertia.kernels` are tested equal to them.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
+
+from .expr import maximum, norm, sign, sqrt, where
 
 State = dict[str, Tensor]
 
@@ -65,45 +70,6 @@ def chain(*transforms: Transform) -> Transform:
     return Transform(init, update)
 
 
-def _step(state: State) -> float:
-    return float(state["step"])
-
-
-# --------------------------------------------------------------------------- scaling
-
-
-def scale(factor: float) -> Transform:
-    """``u <- factor * u``."""
-    return Transform(_no_state, lambda u, state, p: (u * factor, {}))
-
-
-def scale_by_learning_rate(lr: float | Tensor, flip_sign: bool = True) -> Transform:
-    """``u <- -lr * u`` (descent), or ``lr * u`` when ``flip_sign`` is False."""
-    return scale(-lr if flip_sign else lr)
-
-
-def add_decayed_weights(weight_decay: float) -> Transform:
-    r"""``u <- u + \lambda p``.
-
-    Before an adaptive scaling this is L2 regularisation (torch's ``weight_decay``
-    for SGD/Adam/RMSprop/Adagrad); after it, decoupled weight decay (AdamW, Lion, LAMB).
-    """
-
-    def update(u, state, p):
-        return (u + weight_decay * p if weight_decay != 0 else u), {}
-
-    return Transform(_no_state, update)
-
-
-def scale_by_inverse_time(decay: float) -> Transform:
-    r"""``u <- u / (1 + (t-1) * decay)``: Adagrad's ``lr_decay``."""
-
-    def update(u, state, p):
-        return u / (1 + (_step(state) - 1) * decay), {}
-
-    return Transform(_no_state, update)
-
-
 def _zeros(key: str, initial: float = 0.0) -> Callable[[Tensor], State]:
     def init(p: Tensor) -> State:
         # a complex parameter is two real coordinates: both start at ``initial``
@@ -113,10 +79,54 @@ def _zeros(key: str, initial: float = 0.0) -> Callable[[Tensor], State]:
     return init
 
 
+def _zeros_for(*keys: str) -> Callable[[Tensor], State]:
+    def init(p: Tensor) -> State:
+        return {k: torch.zeros_like(p, memory_format=torch.preserve_format) for k in keys}
+
+    return init
+
+
+# --------------------------------------------------------------------------- scaling
+
+
+def scale(factor) -> Transform:
+    """``u <- factor * u``."""
+    return Transform(_no_state, lambda u, state, p: (u * factor, {}))
+
+
+def scale_by_learning_rate(lr, flip_sign: bool = True) -> Transform:
+    """``u <- -lr * u`` (descent), or ``lr * u`` when ``flip_sign`` is False."""
+    return scale(-lr if flip_sign else lr)
+
+
+def add_decayed_weights(weight_decay) -> Transform:
+    r"""``u <- u + \lambda p``.
+
+    Before an adaptive scaling this is L2 regularisation (torch's ``weight_decay``
+    for SGD/Adam/RMSprop/Adagrad); after it, decoupled weight decay (AdamW, Lion, LAMB).
+    """
+
+    def update(u, state, p):
+        # No branch on ``weight_decay == 0``: groups with and without decay then share one
+        # kernel (one multiply-add per element is free in a memory-bound step).
+        return u + weight_decay * p, {}
+
+    return Transform(_no_state, update)
+
+
+def scale_by_inverse_time(decay) -> Transform:
+    r"""``u <- u / (1 + (t-1) * decay)``: Adagrad's ``lr_decay``."""
+
+    def update(u, state, p):
+        return u / (1 + (state["step"] - 1) * decay), {}
+
+    return Transform(_no_state, update)
+
+
 # --------------------------------------------------------------------------- momentum
 
 
-def trace(momentum: float, nesterov: bool = False, key: str = "momentum_buffer") -> Transform:
+def trace(momentum, nesterov: bool = False, key: str = "momentum_buffer") -> Transform:
     r"""Heavy-ball trace without dampening: ``b <- \mu b + u``; ``u <- b`` (Nesterov: ``u + \mu b``)."""
 
     def update(u, state, p):
@@ -126,23 +136,21 @@ def trace(momentum: float, nesterov: bool = False, key: str = "momentum_buffer")
     return Transform(_zeros(key), update)
 
 
-def sgd_momentum(momentum: float, dampening: float = 0.0, nesterov: bool = False) -> Transform:
+def sgd_momentum(momentum, dampening=0.0, nesterov: bool = False) -> Transform:
     r"""torch.optim.SGD's momentum: the first step takes the gradient whole (``b_1 = g_1``),
     then ``b <- \mu b + (1 - \tau) g``; ``u <- b`` (Nesterov: ``g + \mu b``)."""
 
     def update(u, state, p):
-        if _step(state) == 1:
-            buf = u
-        else:
-            buf = momentum * state["momentum_buffer"] + (1 - dampening) * u
+        buf = where(state["step"] == 1, u,
+                    momentum * state["momentum_buffer"] + (1 - dampening) * u)
         return (u + momentum * buf if nesterov else buf), {"momentum_buffer": buf}
 
-    if momentum == 0:
+    if momentum == 0:  # no buffer at all, as torch keeps none
         return Transform(_no_state, lambda u, state, p: (u, {}))
     return Transform(_zeros("momentum_buffer"), update)
 
 
-def ema_velocity(beta: float, nesterov: bool = False) -> Transform:
+def ema_velocity(beta, nesterov: bool = False) -> Transform:
     r"""The seed's Momentum: ``v <- \beta v + (1-\beta) g``; ``u <- v``.
 
     Nesterov looks one step ahead with the new velocity: ``u <- \beta v + (1-\beta) g``.
@@ -158,17 +166,11 @@ def ema_velocity(beta: float, nesterov: bool = False) -> Transform:
 # --------------------------------------------------------------------------- adaptive
 
 
-def scale_by_rms(alpha: float, eps: float, centered: bool = False) -> Transform:
+def scale_by_rms(alpha, eps, centered: bool = False) -> Transform:
     r"""RMSprop: ``s <- \alpha s + (1-\alpha) g^2``; ``u <- g / (\sqrt{s} + \epsilon)``.
 
     Centered: also ``a <- \alpha a + (1-\alpha) g`` and divide by ``\sqrt{s - a^2} + \epsilon``.
     """
-
-    def init(p):
-        state = {"square_avg": torch.zeros_like(p, memory_format=torch.preserve_format)}
-        if centered:
-            state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state
 
     def update(u, state, p):
         sq = alpha * state["square_avg"] + (1 - alpha) * u * u
@@ -176,15 +178,15 @@ def scale_by_rms(alpha: float, eps: float, centered: bool = False) -> Transform:
         if centered:
             ga = alpha * state["grad_avg"] + (1 - alpha) * u
             changed["grad_avg"] = ga
-            denom = torch.sqrt(sq - ga * ga) + eps
+            denom = sqrt(sq - ga * ga) + eps
         else:
-            denom = torch.sqrt(sq) + eps
+            denom = sqrt(sq) + eps
         return u / denom, changed
 
-    return Transform(init, update)
+    return Transform(_zeros_for("square_avg", *(("grad_avg",) if centered else ())), update)
 
 
-def scale_by_adam(beta1: float, beta2: float, eps: float, amsgrad: bool = False) -> Transform:
+def scale_by_adam(beta1, beta2, eps, amsgrad: bool = False) -> Transform:
     r"""Adam's moments with bias correction (Kingma & Ba, 2015):
 
     .. math::
@@ -195,46 +197,39 @@ def scale_by_adam(beta1: float, beta2: float, eps: float, amsgrad: bool = False)
     AMSGrad divides by the running maximum of ``v`` instead (Reddi et al., 2018).
     """
 
-    def init(p):
-        state = {
-            "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-            "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
-        }
-        if amsgrad:
-            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state
-
     def update(u, state, p):
-        t = _step(state)
+        t = state["step"]
         m = beta1 * state["exp_avg"] + (1 - beta1) * u
         v = beta2 * state["exp_avg_sq"] + (1 - beta2) * u * u
         changed = {"exp_avg": m, "exp_avg_sq": v}
         if amsgrad:
-            v = torch.maximum(state["max_exp_avg_sq"], v)
+            v = maximum(state["max_exp_avg_sq"], v)
             changed["max_exp_avg_sq"] = v
-        m_hat = m / bias_correction(beta1, t)
-        v_hat = v / bias_correction(beta2, t)
-        return m_hat / (torch.sqrt(v_hat) + eps), changed
+        # As the fused kernels compute it: the bias corrections are per-tensor factors
+        # (one division per element, not three), and they are exact in float64.
+        return (m * (1 / bias_correction(beta1, t))) / (
+            sqrt(v) * (1 / sqrt(bias_correction(beta2, t))) + eps), changed
 
-    return Transform(init, update)
+    keys = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+    return Transform(_zeros_for(*keys), update)
 
 
-def scale_by_adagrad(eps: float, initial_accumulator_value: float = 0.0) -> Transform:
+def scale_by_adagrad(eps, initial_accumulator_value=0.0) -> Transform:
     r"""Adagrad (Duchi et al., 2011): ``s <- s + g^2``; ``u <- g / (\sqrt{s} + \epsilon)``."""
 
     def update(u, state, p):
         s = state["sum"] + u * u
-        return u / (torch.sqrt(s) + eps), {"sum": s}
+        return u / (sqrt(s) + eps), {"sum": s}
 
-    return Transform(_zeros("sum", initial_accumulator_value), update)
+    return Transform(_zeros("sum", float(initial_accumulator_value)), update)
 
 
-def scale_by_lion(beta1: float, beta2: float) -> Transform:
+def scale_by_lion(beta1, beta2) -> Transform:
     r"""Lion (Chen et al., 2023): ``u <- sign(\beta_1 m + (1-\beta_1) g)``; ``m <- \beta_2 m + (1-\beta_2) g``."""
 
     def update(u, state, p):
         m = state["exp_avg"]
-        direction = torch.sign(beta1 * m + (1 - beta1) * u)
+        direction = sign(beta1 * m + (1 - beta1) * u)
         return direction, {"exp_avg": beta2 * m + (1 - beta2) * u}
 
     return Transform(_zeros("exp_avg"), update)
@@ -243,27 +238,23 @@ def scale_by_lion(beta1: float, beta2: float) -> Transform:
 # --------------------------------------------------------------------------- layer-wise
 
 
-def scale_by_trust_ratio(coefficient: float = 1.0, eps: float = 0.0) -> Transform:
+def scale_by_trust_ratio(coefficient=1.0, eps=0.0) -> Transform:
     r"""Layer-wise trust ratio (LARS, LAMB): ``u <- r u`` with
     ``r = c \|p\| / (\|u\| + \epsilon)``, and ``r = 1`` when either norm is zero.
 
-    The norms are accumulated in float64 whatever the tensors' dtype, as the fused kernels
-    do: squares of 1e-24 gradients or 1e38 weights neither vanish nor overflow, so every
-    path gives the same ratio."""
+    The norms are reductions over the whole tensor, accumulated in float64 on every path:
+    squares of 1e-24 gradients or 1e38 weights neither vanish nor overflow, so every path
+    gives the same ratio. Fused kernels compute them in a first pass over the tensors (and,
+    for sharded tensors, over all shards) before the pass that applies the ratio."""
 
     def update(u, state, p):
-        p_norm = torch.linalg.vector_norm(p, dtype=torch.float64)
-        u_norm = torch.linalg.vector_norm(u, dtype=torch.float64)
-        ratio = torch.where(
-            (p_norm > 0) & (u_norm > 0),
-            coefficient * p_norm / (u_norm + eps),
-            torch.ones_like(p_norm),
-        )
-        return u * ratio.to(u.dtype), {}
+        p_norm, u_norm = norm(p), norm(u)
+        ratio = where((p_norm > 0) & (u_norm > 0), coefficient * p_norm / (u_norm + eps), 1.0)
+        return u * ratio, {}
 
     return Transform(_no_state, update)
 
 
-def bias_correction(beta: float, step: float) -> float:
+def bias_correction(beta, step):
     """``1 - beta**step``: the factor Adam divides its zero-initialised moments by."""
-    return 1 - math.pow(beta, step)
+    return 1 - beta ** step

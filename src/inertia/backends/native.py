@@ -1,0 +1,296 @@
+"""The native CPU runner: the fused step's bookkeeping in C++, its work in torch's threads.
+
+Why. The generated numba kernels are at memory speed, but the step around them was not:
+building address tables in Python costs ~1 µs per tensor, and numba's or our own thread
+pools fight torch's OpenMP threads, which keep spinning after a backward pass on the
+cores the kernels need (measured up to 35% lost in a training loop). This small C++
+extension is the CPU implementation of the ``inertia::fused_apply`` and
+``inertia::fused_reduce`` operators (:mod:`.ops`): it checks every tensor (sizes, dtypes,
+contiguity; a wrong one raises before anything is written), builds the tables, and calls
+the kernel's C entry point (a numba ``cfunc``) from ``at::parallel_for``, i.e. on torch's
+own intra-op thread pool, then advances the step counters.
+
+How it is built. At first use, against the torch that is installed, with
+``torch.utils.cpp_extension.load_inline`` (cached under ``~/.cache/torch_extensions``;
+about 30 s once). ``pip install`` never compiles anything, so it can never build against
+a different torch. Without a working compiler, or with ``INERTIA_NATIVE=0``, the Python
+runner (:mod:`.cpu`) takes over; :func:`inertia.backends.ops.cpu_implementation` says
+which one runs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import torch
+
+log = logging.getLogger("inertia")
+
+_SOURCE = r"""
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+using Kernel = void (*)(const int64_t*, int64_t, int64_t);
+// The layout of the argument array the generated kernels read (numba_cpu.ARGS).
+enum Arg { TENSORS, TABLE, SIZES, CHUNKS, N_CHUNKS, HYPER, INPUTS, OUT, GMUL, SKIP, WIDTH, N_ARGS };
+
+struct Entry { Kernel fn; int64_t slots; c10::ScalarType param; c10::ScalarType state; };
+std::mutex mu;
+std::unordered_map<std::string, Entry>& kernels() {
+  static std::unordered_map<std::string, Entry> table;
+  return table;
+}
+
+void register_kernel(std::string name, int64_t address, int64_t slots, int64_t param, int64_t state) {
+  std::lock_guard<std::mutex> lock(mu);
+  kernels()[name] = Entry{reinterpret_cast<Kernel>(address), slots,
+                          static_cast<c10::ScalarType>(param), static_cast<c10::ScalarType>(state)};
+}
+
+Entry find(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = kernels().find(name);
+  TORCH_CHECK(it != kernels().end(), "inertia: kernel ", name, " is not registered in this process");
+  return it->second;
+}
+
+std::string shape(at::IntArrayRef sizes) {  // as Python prints a tuple: (7, 5), (17,), ()
+  std::string out = "(";
+  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
+  return out + (sizes.size() == 1 ? ",)" : ")");
+}
+
+// Memory a kernel can sweep as the parameter's: same strides, no gaps or overlaps.
+bool flat(const at::Tensor& x, const at::Tensor& p) {
+  return x.strides() == p.strides() && (x.is_contiguous() || x.is_non_overlapping_and_dense());
+}
+
+void check(const Entry& k, at::TensorList params, at::TensorList grads, at::TensorList states,
+           at::TensorList steps) {
+  const int64_t T = params.size(), K = k.slots;
+  TORCH_CHECK_VALUE(static_cast<int64_t>(grads.size()) == T && static_cast<int64_t>(steps.size()) == T
+                    && static_cast<int64_t>(states.size()) == T * K,
+                    "inertia::fused_apply: ", T, " params, ", grads.size(), " grads, ", steps.size(),
+                    " steps and ", states.size(), " states for ", K, " slots");
+  for (int64_t t = 0; t < T; ++t) {
+    const at::Tensor& p = params[t];
+    const at::Tensor& g = grads[t];
+    TORCH_CHECK_VALUE(g.numel() == p.numel(), "Invalid gradient shape: ", shape(g.sizes()),
+                      " for a parameter of shape ", shape(p.sizes()), " (tensor ", t, ")");
+    TORCH_CHECK_TYPE(p.scalar_type() == k.param && g.scalar_type() == k.param,
+                     "Invalid parameter or gradient dtype for tensor ", t, ": ", p.scalar_type(), "/",
+                     g.scalar_type(), "; the kernel takes ", k.param);
+    TORCH_CHECK(p.device().is_cpu() && g.device().is_cpu() && p.layout() == at::kStrided
+                && g.layout() == at::kStrided && flat(p, p) && flat(g, p),
+                "inertia: tensor ", t, " must be a strided CPU tensor laid out like its parameter");
+    const at::Tensor& s = steps[t];
+    TORCH_CHECK_TYPE(s.scalar_type() == at::kFloat && s.numel() == 1 && s.device().is_cpu(),
+                     "Invalid step ", t, ": a float32 CPU scalar is needed");
+    for (int64_t j = 0; j < K; ++j) {
+      const at::Tensor& x = states[t * K + j];
+      TORCH_CHECK_VALUE(x.numel() == p.numel() && x.scalar_type() == k.state && flat(x, p)
+                        && x.device().is_cpu(),
+                        "Invalid state slot ", j, " of tensor ", t, ": ", x.scalar_type(), " ",
+                        shape(x.sizes()), "; the kernel needs ", k.state, " ", shape(p.sizes()),
+                        " laid out like the parameter");
+    }
+  }
+}
+
+constexpr int64_t CHUNK = 1 << 15;
+// Below this many elements a step runs on the calling thread (see set_parallel_min).
+std::atomic<int64_t> parallel_min{1 << 18};
+
+int64_t set_parallel_min(int64_t elements) { return parallel_min.exchange(elements); }
+
+struct Call {
+  std::vector<int64_t> table, sizes, chunks;
+  int64_t args[N_ARGS] = {0};
+  double gm = 1.0;
+  int64_t total = 0;
+
+  Call(const Entry& k, at::TensorList params, at::TensorList grads, at::TensorList states,
+       at::TensorList steps, const at::Tensor& hyper, const at::Tensor& gmul) {
+    const int64_t T = params.size(), K = k.slots, cols = 3 + K;
+    table.resize(T * cols);
+    sizes.resize(T);
+    for (int64_t t = 0; t < T; ++t) {
+      int64_t* row = table.data() + t * cols;
+      row[0] = reinterpret_cast<int64_t>(params[t].data_ptr());
+      row[1] = reinterpret_cast<int64_t>(grads[t].data_ptr());
+      row[2] = reinterpret_cast<int64_t>(steps[t].data_ptr());
+      for (int64_t j = 0; j < K; ++j) row[3 + j] = reinterpret_cast<int64_t>(states[t * K + j].data_ptr());
+      const int64_t n = params[t].numel();
+      sizes[t] = n;
+      total += n;
+      int64_t start = 0;
+      do {
+        chunks.push_back(t);
+        chunks.push_back(start);
+        chunks.push_back(std::min(start + CHUNK, n));
+        start += CHUNK;
+      } while (start < n);
+    }
+    TORCH_CHECK(hyper.scalar_type() == at::kDouble && hyper.is_contiguous() && hyper.device().is_cpu(),
+                "inertia: hyperparameters must be a contiguous float64 CPU tensor");
+    gm = gmul.item<double>();
+    args[TENSORS] = T;
+    args[TABLE] = reinterpret_cast<int64_t>(table.data());
+    args[SIZES] = reinterpret_cast<int64_t>(sizes.data());
+    args[CHUNKS] = reinterpret_cast<int64_t>(chunks.data());
+    args[N_CHUNKS] = static_cast<int64_t>(chunks.size() / 3);
+    args[HYPER] = reinterpret_cast<int64_t>(hyper.data_ptr());
+    args[GMUL] = reinterpret_cast<int64_t>(&gm);
+  }
+
+  int64_t n_chunks() const { return args[N_CHUNKS]; }
+
+  void run(Kernel fn) {
+    const int64_t C = n_chunks();
+    // Small steps take microseconds: handing them to other threads costs more than it saves.
+    const int64_t grain = total < parallel_min.load() ? std::max<int64_t>(C, 1) : 1;
+    at::parallel_for(0, C, grain, [&](int64_t lo, int64_t hi) { fn(args, lo, hi); });
+  }
+};
+
+void fused_apply(std::string kernel, at::TensorList params, at::TensorList grads, at::TensorList states,
+                 at::TensorList steps, const at::Tensor& hyper, const c10::optional<at::Tensor>& inputs,
+                 const c10::optional<at::Tensor>& skip, const at::Tensor& gmul,
+                 const c10::optional<at::Tensor>& found_inf, const at::Tensor& bad) {
+  const Entry k = find(kernel);
+  check(k, params, grads, states, steps);
+  TORCH_CHECK(bad.scalar_type() == at::kLong && bad.numel() == static_cast<int64_t>(params.size())
+              && bad.is_contiguous(), "inertia: bad must be an int64 tensor with one entry per tensor");
+  if (found_inf.has_value() && found_inf->item<double>() != 0) return;  // AMP: skip the step
+  if (params.empty()) return;
+  Call call(k, params, grads, states, steps, hyper, gmul);
+  at::Tensor in, sk;
+  if (inputs.has_value()) {
+    in = inputs->to(at::kDouble).contiguous();
+    call.args[INPUTS] = reinterpret_cast<int64_t>(in.data_ptr());
+  }
+  if (skip.has_value()) {
+    sk = skip->to(at::kLong).contiguous();
+    call.args[SKIP] = reinterpret_cast<int64_t>(sk.data_ptr());
+  }
+  std::vector<int64_t> out(call.n_chunks(), 0);
+  call.args[OUT] = reinterpret_cast<int64_t>(out.data());
+  call.run(k.fn);
+  int64_t* b = bad.data_ptr<int64_t>();
+  std::fill(b, b + params.size(), 0);
+  for (int64_t c = 0; c < call.n_chunks(); ++c) b[call.chunks[3 * c]] += out[c];
+  for (const at::Tensor& s : steps) *s.data_ptr<float>() += 1.0f;
+}
+
+at::Tensor fused_reduce(std::string kernel, at::TensorList params, at::TensorList grads,
+                        at::TensorList states, at::TensorList steps, const at::Tensor& hyper,
+                        const at::Tensor& gmul, int64_t reductions) {
+  const Entry k = find(kernel);
+  check(k, params, grads, states, steps);
+  const int64_t W = reductions + 1;
+  at::Tensor sums = at::zeros({static_cast<int64_t>(params.size()), W}, at::dtype(at::kDouble));
+  if (params.empty()) return sums;
+  Call call(k, params, grads, states, steps, hyper, gmul);
+  std::vector<double> out(call.n_chunks() * W, 0.0);
+  call.args[OUT] = reinterpret_cast<int64_t>(out.data());
+  call.run(k.fn);
+  double* s = sums.data_ptr<double>();
+  for (int64_t c = 0; c < call.n_chunks(); ++c)
+    for (int64_t j = 0; j < W; ++j) s[call.chunks[3 * c] * W + j] += out[c * W + j];
+  return sums;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(inertia_native, m) {
+  m.def("register_kernel(str name, int address, int slots, int param, int state) -> ()", &register_kernel);
+  m.def("set_parallel_min(int elements) -> int", &set_parallel_min);
+  m.def("fused_reduce(str kernel, Tensor[] params, Tensor[] grads, Tensor[] states, Tensor[] steps, "
+        "Tensor hyper, Tensor gmul, int reductions) -> Tensor", &fused_reduce);
+}
+
+void fused_check(std::string kernel, at::TensorList params, at::TensorList grads,
+                 at::TensorList states, at::TensorList steps) {
+  check(find(kernel), params, grads, states, steps);
+}
+
+TORCH_LIBRARY_IMPL(inertia, CPU, m) {
+  m.impl("fused_apply", &fused_apply);
+  m.impl("fused_check", &fused_check);
+}
+"""
+
+_state = {"loaded": None}
+_lock = threading.Lock()
+_DTYPES = {torch.float32: 6, torch.float64: 7, torch.bfloat16: 15}  # c10::ScalarType codes
+
+
+def load() -> bool:
+    """Build (once per machine) and load the runner; False if it cannot be built here."""
+    with _lock:
+        if _state["loaded"] is None:
+            _state["loaded"] = _build()
+        return _state["loaded"]
+
+
+def _build() -> bool:
+    if os.environ.get("INERTIA_NATIVE", "1") == "0":
+        return False
+    try:
+        from torch.utils.cpp_extension import load_inline
+
+        name = "inertia_native_" + _version_tag()
+        build_dir = os.path.join(_extensions_root(), name)
+        if not os.path.exists(os.path.join(build_dir, f"{name}.so")):
+            log.warning("inertia: building the native CPU runner for torch %s (once, about "
+                        "30 s); INERTIA_NATIVE=0 skips it", torch.__version__)
+        os.makedirs(build_dir, exist_ok=True)
+        load_inline(name, cpp_sources=[_SOURCE], functions=None, is_python_module=False,
+                    extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                    build_directory=build_dir, verbose=False)
+    except Exception as error:  # noqa: BLE001 - no compiler, no headers, ...: use the fallback
+        log.warning("inertia: the native CPU runner could not be built (%s); using Python "
+                    "threads", str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return False
+    from .ops import _lib
+
+    def reduce_impl(kernel, params, grads, states, steps, hyper, gmul):
+        from .ops import KERNELS
+
+        return torch.ops.inertia_native.fused_reduce(kernel, params, grads, states, steps, hyper,
+                                                     gmul, KERNELS[kernel].reductions)
+
+    _lib.impl("fused_reduce", reduce_impl, "CPU")
+    return True
+
+
+def _version_tag() -> str:
+    import hashlib
+
+    digest = hashlib.sha256((_SOURCE + torch.__version__).encode()).hexdigest()[:12]
+    return digest
+
+
+def _extensions_root() -> str:
+    from torch.utils.cpp_extension import _get_build_directory
+
+    return os.path.dirname(_get_build_directory("inertia_probe", verbose=False))
+
+
+def register(name: str, kernel) -> None:
+    """Tell the runner the C entry point of generated kernel ``name``."""
+    torch.ops.inertia_native.register_kernel(name, kernel.address, len(kernel.slots),
+                                            _DTYPES[kernel.pdtype], _DTYPES[kernel.sdtype])

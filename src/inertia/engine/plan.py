@@ -1,0 +1,295 @@
+"""Plans: how one parameter group's tensors go to kernels, decided once and reused.
+
+A plan sorts a group's parameters into *buckets* one kernel call takes (same device,
+parameter dtype and state dtype, memory laid out alike) and routes the rest: lazy sparse
+rows to the row kernel, anything a kernel cannot take to the reference path (saying so
+once, with the reason). It keeps the lists of parameters, state tensors and step counters
+the operators receive, the kernels' names, and the per-device buffers the step writes
+into (hyperparameters, non-finite counts), so a step only gathers the gradients.
+
+A plan stays valid while the same parameters have gradients of the same kind, the group
+keeps its structure (the flags and the answers to the rule's guards) and the optimizer's
+state has not been replaced (``load_state_dict``, new state); otherwise the next step
+builds a new one. The operators check every tensor again (sizes, dtypes, layout), so a
+plan can never make a kernel read or write out of bounds.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..backends import ops
+from ..backends.graph import NotTraceable, RuleGraph, trace
+from ..backends.layout import flat
+from . import state as S
+
+KERNEL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+
+
+@dataclass(eq=False)
+class Bucket:
+    """Tensors ``start:stop`` of the plan's lists, all taken by one kernel call."""
+
+    device: torch.device
+    pdtype: torch.dtype
+    sdtype: torch.dtype
+    apply: str                 # kernel names (see backends.ops)
+    reduce: str | None
+    reductions: int
+    start: int
+    stop: int
+    hyper: Tensor              # float64, the group's hyperparameters (filled each step)
+    bad: Tensor                # int64 per tensor: blocks the non-finite guard skipped
+    clip: str | None = None    # the kernel summing squared gradients (max_grad_norm)
+
+
+@dataclass(eq=False)
+class Plan:
+    graph: RuleGraph | None
+    rule: Any
+    version: int
+    signature: tuple
+    with_grad: tuple[int, ...]        # indices of the group's parameters that had gradients
+    order: list[int]                  # group indices of the fused tensors, in bucket order
+    buckets: list[Bucket]
+    params: list[Tensor]
+    states: list[Tensor]              # flat: each tensor's slots in the kernel's order
+    steps: list[Tensor]
+    views: tuple[bool, ...]           # per fused tensor: complex (take real views)
+    dense: tuple[bool, ...]           # per fused tensor: a sparse gradient to densify
+    reference: list[int] = field(default_factory=list)  # group indices on the reference path
+    rows: list[tuple[int, Any]] = field(default_factory=list)  # (group index, row kernel)
+    any_views: bool = False
+    any_dense: bool = False
+    requested_reference: bool = False  # fused=False / differentiable: not a fallback
+
+
+def signature(group: dict[str, Any]) -> tuple:
+    """What makes two groups the same algorithm besides their numbers."""
+    return tuple((k, v) for k, v in group.items()
+                 if k != "params" and (v is None or isinstance(v, (bool, str, torch.dtype))))
+
+
+def valid(plan: Plan | None, optimizer, group: dict[str, Any], grads: list) -> bool:
+    if plan is None or plan.version != optimizer._state_version:
+        return False
+    with_grad = tuple(i for i, g in enumerate(grads) if g is not None)
+    if with_grad != plan.with_grad or signature(group) != plan.signature:
+        return False
+    return plan.graph is None or plan.graph.holds(group)
+
+
+# ----------------------------------------------------------------------------- building
+
+_warned: set = set()
+
+
+def _fallback(optimizer, reason: str, group_index: int, count: int) -> None:
+    """Say once per optimizer and reason that some tensors take the slower reference path."""
+    key = (id(optimizer), reason)
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(f"inertia.{type(optimizer).__name__}: {count} parameter(s) of group "
+                      f"{group_index} take the reference path ({reason}); results are the "
+                      "same, the step is slower", stacklevel=4)
+
+
+def _graph(optimizer, group: dict[str, Any], like: Tensor) -> RuleGraph | None | str:
+    """The traced rule of ``group`` (cached per optimizer class), or a reason it has none."""
+    cache = _graphs.setdefault(type(optimizer).rule, {})
+    sig = signature(group)
+    for graph in cache.get(sig, ()):
+        if graph.holds(group):
+            return graph
+    try:
+        graph = trace(type(optimizer).rule, group, like)
+    except NotTraceable as error:
+        return f"its rule cannot be traced into a kernel: {error}"
+    cache.setdefault(sig, []).append(graph)
+    return graph
+
+
+_graphs: dict = {}
+
+
+def _kernel_reason(p: Tensor, g: Tensor, state: dict, slots: tuple, sdtype) -> str | None:
+    real = p.real.dtype if p.is_complex() else p.dtype
+    if real not in KERNEL_DTYPES or sdtype not in KERNEL_DTYPES:
+        return f"{real} parameters or {sdtype} state have no kernel"
+    if not flat(p, p):
+        return "a parameter with gaps or overlaps in memory"
+    if not g.is_sparse and not flat(g, p):
+        return "a gradient laid out unlike its parameter"
+    for key in slots:
+        value = state.get(key)
+        if value is None or value.shape != p.shape or not flat(value, p):
+            return f"state {key!r} laid out unlike its parameter"
+        if (value.real.dtype if value.is_complex() else value.dtype) != sdtype:
+            return f"state {key!r} is {value.dtype}, not the group's state dtype"
+    return None
+
+
+def _rows_ok(graph: RuleGraph, p: Tensor, g: Tensor) -> bool:
+    return (not graph.reductions and p.dim() > 0 and not p.is_complex()
+            and g.sparse_dim() == 1 and g.dense_dim() == p.dim() - 1)
+
+
+def _backend(device: torch.device) -> str | None:
+    if device.type == "cpu":
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            return None
+        return "cpu"
+    if device.type == "cuda":
+        from ..backends import triton_gpu
+
+        return "cuda" if triton_gpu.available() else None
+    return None
+
+
+def kernels(graph: RuleGraph, device: str, pdtype, sdtype, guard: bool):
+    """(apply, reduce) kernel names for this choice, compiled and registered on first use."""
+    if device == "cpu":
+        from ..backends import numba_cpu as backend
+    else:
+        from ..backends import triton_gpu as backend
+    names = []
+    for phase in ("apply", "reduce") if graph.reductions else ("apply",):
+        k = backend.kernel(graph, phase, pdtype, sdtype, guard)
+        ops.register(k.name, k, device)
+        names.append(k.name)
+    return names[0], (names[1] if len(names) > 1 else None)
+
+
+def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool,
+          clip: bool) -> Plan:
+    """A new plan for ``group``; validates every gradient and creates missing state."""
+    rule = optimizer.rule(group)
+    params = group["params"]
+    with_grad = tuple(i for i, g in enumerate(grads) if g is not None)
+    for i in with_grad:
+        _check_gradient(params[i], grads[i], index)
+    fused = not (group["fused"] is False or group["foreach"] is False or group["differentiable"])
+    graph = None
+    buckets: dict[tuple, list[int]] = {}
+    reference: list[int] = []
+    rows: list[int] = []
+    reasons: dict[str, int] = {}
+    for i in with_grad:
+        p, g = params[i], grads[i]
+        state = S.ensure(optimizer, p, rule, group)
+        if not fused:
+            reference.append(i)
+            continue
+        if graph is None:
+            real = torch.view_as_real(p.detach()) if p.is_complex() else p
+            graph = _graph(optimizer, group, real)
+        reason = graph if isinstance(graph, str) else None
+        backend = _backend(p.device) if reason is None else None
+        if reason is None and backend is None:
+            reason = (f"no kernel backend for {p.device.type} (numba for CPU, triton for "
+                      "CUDA)")
+        sdtype = S.state_dtype(group, p)
+        if reason is None:
+            if g.is_sparse and group["sparse"] == "lazy":
+                if backend == "cpu" and _rows_ok(graph, p, g) and _kernel_reason(
+                        p, p, state, graph.slots, sdtype) is None:
+                    rows.append(i)
+                    continue
+                reason = "lazy sparse update of a norm-based rule or of non-row indices"
+            else:
+                reason = _kernel_reason(p, g, state, graph.slots, sdtype)
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + 1
+            reference.append(i)
+            continue
+        real = p.real.dtype if p.is_complex() else p.dtype
+        buckets.setdefault((p.device, real, sdtype), []).append(i)
+    for reason, count in reasons.items():
+        _fallback(optimizer, reason, index, count)
+    if isinstance(graph, str):
+        graph = None
+    order: list[int] = []
+    plan_buckets: list[Bucket] = []
+    hypers: dict[torch.device, Tensor] = {}
+    for (device, pdtype, sdtype), members in buckets.items():
+        apply, reduce = kernels(graph, device.type, pdtype, sdtype, guard)
+        clip_name = None
+        if clip:
+            clip_name = kernels(_grad_norm(), device.type, pdtype, pdtype, False)[1]
+        if device not in hypers:
+            hypers[device] = torch.zeros(max(1, len(graph.hypers)), dtype=torch.float64,
+                                         device=device)
+        start = len(order)
+        order.extend(members)
+        plan_buckets.append(Bucket(device, pdtype, sdtype, apply, reduce, len(graph.reductions),
+                                   start, len(order), hypers[device],
+                                   torch.zeros(len(members), dtype=torch.int64, device=device),
+                                   clip_name))
+    row_jobs = []
+    for i in rows:
+        p = params[i]
+        from ..backends import numba_cpu
+
+        row_jobs.append((i, numba_cpu.kernel(graph, "rows", p.dtype, S.state_dtype(group, p),
+                                             guard)))
+    slots = graph.slots if graph is not None else ()
+    fused_params = [params[i] for i in order]
+    states = [optimizer.state[p][k] for p in fused_params for k in slots]
+    return Plan(graph=graph, rule=rule, version=optimizer._state_version,
+                signature=signature(group), with_grad=with_grad, order=order,
+                buckets=plan_buckets, params=fused_params, states=states,
+                steps=[optimizer.state[p]["step"] for p in fused_params],
+                views=tuple(p.is_complex() for p in fused_params),
+                dense=tuple(grads[i].is_sparse for i in order),
+                reference=reference, rows=row_jobs,
+                any_views=any(p.is_complex() for p in fused_params),
+                any_dense=any(grads[i].is_sparse for i in order),
+                requested_reference=not fused)
+
+
+_grad_norm_graph: RuleGraph | None = None
+
+
+def _grad_norm() -> RuleGraph:
+    """A rule with one reduction, the squared norm of the gradient: clipping's first pass."""
+    global _grad_norm_graph
+    if _grad_norm_graph is None:
+        from ..rules.expr import load, norm
+
+        g = load("grad")
+        n = norm(g)
+        _grad_norm_graph = RuleGraph(slots=(), written=(), hypers=(), outputs={},
+                                     reductions=(n,), guards=(), inputs={"grad": g},
+                                     key="grad-norm")
+    return _grad_norm_graph
+
+
+def _check_gradient(p: Tensor, g: Tensor, group_index: int) -> None:
+    """A gradient that does not fit its parameter is refused before anything is written."""
+    if g.layout not in (torch.strided, torch.sparse_coo):
+        raise ValueError(f"Invalid gradient layout: {g.layout} (only strided and sparse COO "
+                         f"are supported) in parameter group {group_index}")
+    if g.shape != p.shape:
+        raise ValueError(f"Invalid gradient shape: {tuple(g.shape)} for a parameter of shape "
+                         f"{tuple(p.shape)} in parameter group {group_index}")
+    if g.dtype != p.dtype:
+        raise TypeError(f"Invalid gradient dtype: {g.dtype} for a parameter of dtype {p.dtype} "
+                        f"in parameter group {group_index}")
+    if g.device != p.device:
+        raise ValueError(f"Invalid gradient device: {g.device} for a parameter on {p.device} "
+                         f"in parameter group {group_index}")
+    if g.is_sparse:
+        rows = g._indices()
+        if rows.numel():
+            limits = torch.tensor(g.shape[:g.sparse_dim()], device=rows.device).unsqueeze(1)
+            if bool(((rows < 0) | (rows >= limits)).any()):
+                # COO tensors are not validated on construction; an index past the end
+                # would write outside the parameter.
+                raise IndexError(f"sparse gradient index out of range for a parameter of "
+                                 f"shape {tuple(p.shape)} in parameter group {group_index}")

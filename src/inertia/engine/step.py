@@ -1,0 +1,385 @@
+"""One optimisation step: policies around the kernels, with no host work on the device path.
+
+Order of events in :func:`step`, for all parameter groups:
+
+1. **Plans** (:mod:`.plan`): each group's tensors gathered for its kernels (rebuilt only
+   when the group changes). Under ``torch.compile`` this runs once, at trace time, through
+   the optimizer's ``_init_group`` (dynamo calls that method eagerly, as for torch.optim).
+2. **Non-finite policy** ``"raise"``/``"skip"``: a separate read of every gradient before
+   anything is written (on a GPU it synchronises; the docs say so). ``"guard"`` (the
+   default) needs no separate pass: the kernels skip blocks whose gradient is not finite.
+   Under AMP, :class:`torch.amp.GradScaler` has already read every gradient and hands over
+   ``found_inf``, which decides instead.
+3. **Clipping** (``max_grad_norm``): one pass summing squared gradients over every tensor
+   of every group (float64), then torch's coefficient ``max_norm / (norm + 1e-6)`` clamped
+   to 1, applied inside the update kernels through the gradient multiplier ``gmul``.
+4. **Update**: per bucket, the reduce pass if the rule has norms, then the apply pass;
+   the reference path for the rest; the lazy sparse row kernel for embedding rows.
+5. **Accounting**: ``optimizer.nonfinite_steps`` (a 0-d tensor on the parameters' device)
+   counts steps that met a non-finite gradient; on the CPU the first one is named in a
+   warning.
+
+The gradient multiplier ``gmul`` of a group is ``(-1 if maximize else 1) * clip / scale``:
+one multiplication per element inside the kernel instead of passes over the gradients.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..backends import ops
+from ..backends import reference as ref
+from ..backends.graph import hyper_value
+from . import plan as P
+
+CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
+
+#: How often each path ran since import ("cpu:native", "cpu:threads", "cuda:triton",
+#: "cpu:rows", "reference"), so tests can prove a fast path really ran.
+path_counts: Counter = Counter()
+
+
+class NonFiniteGradientError(FloatingPointError):
+    """A gradient held NaN or infinity and the policy is ``nonfinite="raise"``."""
+
+
+def init_group(optimizer, group: dict[str, Any], params: list, grads: list, states: list,
+               steps: list, index: int, amp: bool) -> str | None:
+    """Fill the lists for ``group``'s fused kernels and return its plan's key (or None when
+    no parameter has a gradient). The optimizer's ``_init_group`` is this function."""
+    all_grads = [p.grad for p in group["params"]]
+    if all(g is None for g in all_grads):
+        return None
+    key = f"{index}:{int(amp)}"
+    plan = optimizer._plans.get(key)
+    if not P.valid(plan, optimizer, group, all_grads):
+        guard = group["nonfinite"] == "guard" and not amp
+        clip = group.get("max_grad_norm") is not None
+        plan = P.build(optimizer, group, index, all_grads, guard, clip)
+        optimizer._plans[key] = plan
+    params.extend(plan.params)
+    grads.extend(all_grads[i] for i in plan.order)
+    states.extend(plan.states)
+    steps.extend(plan.steps)
+    return key
+
+
+class _Stale(Exception):
+    """An operator refused a tensor of a plan (its checks ran before any write)."""
+
+
+def step(optimizer) -> None:
+    try:
+        _step(optimizer)
+    except _Stale as stale:
+        if torch.compiler.is_compiling():
+            raise stale.__cause__ from None
+        # The gradients changed kind since the plan was made (a sparse or non-contiguous
+        # one, a wrong shape through ``.data``): nothing was written. Plan again, which
+        # validates every gradient (raising the precise error) and reroutes what kernels
+        # cannot take, then run the step once more.
+        optimizer._plans.clear()
+        optimizer._state_version += 1
+        try:
+            _step(optimizer)
+        except _Stale as again:
+            raise again.__cause__ from None
+
+
+def _op(name: str, *args):
+    try:
+        return getattr(torch.ops.inertia, name)(*args)
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise _Stale() from error
+
+
+def _step(optimizer) -> None:
+    amp_scale = getattr(optimizer, "grad_scale", None)
+    found_inf = getattr(optimizer, "found_inf", None)
+    amp = found_inf is not None
+    jobs = []
+    for index, group in enumerate(optimizer.param_groups):
+        params, grads, states, steps = [], [], [], []
+        key = optimizer._init_group(group, params, grads, states, steps, index, amp)
+        if key is not None:
+            jobs.append((index, group, optimizer._plans[key], params, grads, states, steps))
+    if not jobs:
+        return
+    jobs = [(i, g, plan, p, _gathered(plan, grads), s, st)
+            for i, g, plan, p, grads, s, st in jobs]
+    for index, group, plan, *_ in jobs:
+        # Tensors off the kernels are checked here, each step, before anything is written
+        # (the operators check their own tensors).
+        for i in plan.reference + [i for i, _ in plan.rows]:
+            P._check_gradient(group["params"][i], group["params"][i].grad, index)
+
+    if not amp and not _policies_allow(optimizer, jobs):
+        return  # "skip": nothing changed, counted
+
+    skip_all = found_inf
+    norm_scale = None
+    max_norm = jobs[0][1].get("max_grad_norm")
+    if max_norm is not None:
+        total = _global_norm(optimizer, jobs)
+        if amp_scale is not None:
+            total = total / amp_scale.to(total.device, torch.float64)
+        optimizer.last_grad_norm = total
+        norm_scale = torch.clamp(max_norm / (total + CLIP_EPS), max=1.0)
+        if jobs[0][1]["nonfinite"] == "guard" and not amp:
+            # The global norm has read every gradient: a non-finite one skips the whole step
+            # (nothing changes) at no extra cost, instead of scaling everything by NaN.
+            skip_all = ~torch.isfinite(total)
+
+    if sum(len(job[2].buckets) for job in jobs) > 1:
+        # Several kernel calls: check every one's tensors before the first writes anything.
+        for index, group, plan, params, grads, states, steps in jobs:
+            K = len(plan.graph.slots) if plan.graph is not None else 0
+            for b in plan.buckets:
+                _op("fused_check", b.apply, *_bucket_lists(plan, b, params, grads, states,
+                                                           steps, K))
+
+    met_nonfinite: list[Tensor] = []
+    if skip_all is not None and not amp:
+        met_nonfinite.append(skip_all.reshape(()).to(torch.bool))
+    for index, group, plan, params, grads, states, steps in jobs:
+        guard = group["nonfinite"] == "guard" and not amp
+        for b in plan.buckets:
+            gmul = _gmul(group, b.device, norm_scale, amp_scale)
+            _fill_hyper(b.hyper, group, plan.graph.hypers)
+            K = len(plan.graph.slots)
+            p_, g_, s_, st_ = _bucket_lists(plan, b, params, grads, states, steps, K)
+            inputs = skip = None
+            if b.reduce is not None:
+                sums = _op("fused_reduce", b.reduce, p_, g_, s_, st_, b.hyper, gmul)
+                inputs = sums[:, :b.reductions]
+                if guard:
+                    skip = (sums[:, b.reductions] > 0).to(torch.int64)
+            fi = None if skip_all is None else skip_all.to(b.device).reshape(())
+            _op("fused_apply", b.apply, p_, g_, s_, st_, b.hyper, inputs, skip, gmul, fi, b.bad)
+            if not torch.compiler.is_compiling():
+                path_counts[_path_name(b.device)] += 1
+            if guard:
+                met_nonfinite.append((b.bad.sum() > 0).to(optimizer._counter_device()))
+        if plan.reference or plan.rows:
+            met_nonfinite += _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale,
+                                                 skip_all, guard)
+    if met_nonfinite:
+        met = torch.stack(met_nonfinite).any() if len(met_nonfinite) > 1 else met_nonfinite[0]
+        counter = optimizer.nonfinite_counter()
+        counter.add_(met.to(counter.device, torch.int64))
+        if counter.device.type == "cpu" and not torch.compiler.is_compiling() and bool(met):
+            _warn_first_nonfinite(optimizer, jobs)
+
+
+def _path_name(device: torch.device) -> str:
+    if device.type == "cpu":
+        return "cpu:" + ops.cpu_implementation()
+    return f"{device.type}:triton"
+
+
+def _bucket_lists(plan, b, params, grads, states, steps, K: int):
+    """The operator arguments of bucket ``b``: its params, grads, flat states and steps."""
+    sl = slice(b.start, b.stop)
+    p_, g_, st_ = params[sl], grads[sl], steps[sl]
+    s_ = states[b.start * K:b.stop * K]
+    if plan.any_views:
+        p_ = _real_views(p_, plan.views[sl], 1)
+        s_ = _real_views(s_, plan.views[sl], K, each=K)
+    return p_, g_, s_, st_
+
+
+def _gathered(plan, grads: list) -> list:
+    """The gradients as kernels take them: sparse ones coalesced (and densified unless
+    they go to the row kernel), complex ones as real views."""
+    if not (plan.any_dense or plan.any_views):
+        return grads
+    out = []
+    for g, dense, view in zip(grads, plan.dense, plan.views):
+        if dense:
+            g = g.coalesce().to_dense()
+        if view:
+            g = torch.view_as_real(g)
+        out.append(g)
+    return out
+
+
+def _real_views(tensors: list, flags: tuple, K: int, each: int = 1) -> list:
+    out = []
+    for i, t in enumerate(tensors):
+        out.append(torch.view_as_real(t) if flags[i // each] and t.is_complex() else t)
+    return out
+
+
+_gmuls: dict = {}
+
+
+def _gmul(group, device, norm_scale, amp_scale) -> Tensor:
+    sign = -1.0 if group["maximize"] else 1.0
+    if norm_scale is None and amp_scale is None:
+        key = (device, sign)
+        hit = _gmuls.get(key)
+        if hit is None:
+            hit = _gmuls[key] = torch.tensor(sign, dtype=torch.float64, device=device)
+        return hit
+    g = torch.tensor(sign, dtype=torch.float64, device=device)
+    if norm_scale is not None:
+        g = g * norm_scale.to(device)
+    if amp_scale is not None:
+        g = g / amp_scale.to(device, torch.float64)
+    return g
+
+
+def _fill_hyper(hyper: Tensor, group: dict[str, Any], names: tuple[str, ...]) -> None:
+    values = [hyper_value(group, n) for n in names]
+    if not values:
+        return
+    if all(not isinstance(v, Tensor) for v in values):
+        host = torch.tensor(values, dtype=torch.float64)
+        if hyper.device.type == "cpu":
+            hyper.copy_(host)
+        else:
+            hyper.copy_(host.pin_memory(), non_blocking=True)
+        return
+    hyper.copy_(torch.stack([v.detach().to(hyper.device, torch.float64).reshape(())
+                             if isinstance(v, Tensor)
+                             else torch.tensor(v, dtype=torch.float64, device=hyper.device)
+                             for v in values]))
+
+
+def _policies_allow(optimizer, jobs) -> bool:
+    """``"raise"``/``"skip"``: one read of every gradient of those groups before any write."""
+    checked = [(index, group, grads) for index, group, _, _, grads, _, _ in jobs
+               if group["nonfinite"] in ("raise", "skip")]
+    skipped = False
+    for index, group, grads in checked:
+        plan = jobs[[j[0] for j in jobs].index(index)][2]
+        values = [_values(g) for g in grads] + [_values(group["params"][i].grad)
+                                                for i in plan.reference]
+        values += [_values(group["params"][i].grad) for i, _ in plan.rows]
+        if _all_finite(values):
+            continue
+        if group["nonfinite"] == "raise":
+            raise NonFiniteGradientError(
+                f"non-finite gradient in parameter group {index}; nothing was updated "
+                "(pass nonfinite='skip' to skip such steps, or 'guard' to skip only the "
+                "affected blocks)")
+        skipped = True
+    if skipped:
+        optimizer.nonfinite_counter().add_(1)
+        return False
+    return True
+
+
+def _values(g: Tensor) -> Tensor:
+    return g.coalesce()._values() if g.is_sparse else g
+
+
+def _all_finite(tensors: list[Tensor]) -> bool:
+    """Whether every element is finite: numba on contiguous CPU tensors, torch otherwise
+    (a sum is non-finite whenever an element is; huge finite values whose sum overflows
+    are confirmed element by element)."""
+    tensors = [t for t in tensors if t.numel()]
+    by_dtype: dict = {}
+    rest = []
+    for t in tensors:
+        if t.device.type == "cpu" and t.dtype in P.KERNEL_DTYPES and t.is_contiguous() \
+                and P._backend(t.device) == "cpu":
+            by_dtype.setdefault(t.dtype, []).append(t)
+        else:
+            rest.append(t)
+    if by_dtype:
+        from ..backends import cpu
+
+        if not all(cpu.all_finite(group) for group in by_dtype.values()):
+            return False
+    if not rest:
+        return True
+    rest = [torch.view_as_real(t) if t.is_complex() else t for t in rest]
+    sums = torch.stack([t.sum(dtype=torch.promote_types(t.dtype, torch.float32)).double()
+                        for t in rest])
+    if bool(torch.isfinite(sums).all()):
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in rest)
+
+
+def _global_norm(optimizer, jobs) -> Tensor:
+    """The L2 norm of every gradient of every group, as one float64 0-d tensor."""
+    parts: list[Tensor] = []
+    for index, group, plan, params, grads, states, steps in jobs:
+        for b in plan.buckets:
+            sl = slice(b.start, b.stop)
+            one = _gmul({"maximize": False}, b.device, None, None)
+            sums = _op("fused_reduce", b.clip, params[sl], grads[sl], [], steps[sl], b.hyper, one)
+            parts.append(sums[:, 0].sum())
+        for i in plan.reference + [i for i, _ in plan.rows]:
+            g = _values(group["params"][i].grad)
+            g = torch.view_as_real(g) if g.is_complex() else g
+            parts.append(torch.linalg.vector_norm(g, dtype=torch.float64) ** 2)
+    device = parts[0].device
+    return torch.stack([x.to(device) for x in parts]).sum().sqrt()
+
+
+def _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale, skip_all, guard):
+    """The tensors no dense kernel takes: the reference path and the lazy row kernel."""
+    met = []
+    lazy = group["sparse"] == "lazy"
+    for i in plan.reference:
+        p = group["params"][i]
+        g = p.grad.coalesce() if p.grad.is_sparse else p.grad
+        gmul = _gmul(group, p.device, norm_scale, amp_scale)
+        keep = advance = None
+        if guard:
+            keep = torch.isfinite(_values(g)).all()
+            met.append((~keep).to(optimizer._counter_device()))
+        if skip_all is not None:
+            advance = ~skip_all.to(p.device).reshape(()).to(torch.bool)
+            keep = advance if keep is None else keep & advance
+        ref.apply(plan.rule, p, g, optimizer.state[p], gmul, lazy=lazy and g.is_sparse,
+                  keep=keep, advance=advance)
+        if not torch.compiler.is_compiling():
+            path_counts["reference:requested" if plan.requested_reference else "reference"] += 1
+    for i, kernel in plan.rows:
+        from ..backends import cpu
+
+        p = group["params"][i]
+        g = p.grad.coalesce()
+        if skip_all is not None and bool(skip_all):
+            continue
+        gmul = _gmul(group, p.device, norm_scale, amp_scale)
+        state = optimizer.state[p]
+        hyper = torch.zeros(max(1, len(plan.graph.hypers)), dtype=torch.float64)
+        _fill_hyper(hyper, group, plan.graph.hypers)
+        values = g._values().contiguous()
+        rows = g._indices()[0].numpy()
+        bad = cpu.rows_apply(kernel, p, values, rows, [state[k] for k in plan.graph.slots],
+                             state["step"], hyper, gmul)
+        if guard:
+            met.append(torch.tensor(bad > 0))
+        path_counts["cpu:rows"] += 1
+    return met
+
+
+def _warn_first_nonfinite(optimizer, jobs) -> None:
+    if getattr(optimizer, "_warned_nonfinite", False):
+        return
+    optimizer._warned_nonfinite = True
+    for index, group, plan, params, grads, states, steps in jobs:
+        for b in plan.buckets:
+            hits = b.bad.nonzero().flatten().tolist()
+            if hits:
+                p = params[b.start + hits[0]]
+                where = f"parameter {group['params'].index(p)} (shape {tuple(p.shape)})"
+                break
+        else:
+            continue
+        break
+    else:
+        where = "a parameter"
+    warnings.warn(f"inertia.{type(optimizer).__name__}: non-finite gradient in {where}; the "
+                  "blocks holding it were left unchanged (nonfinite='guard'). Such steps are "
+                  "counted in optimizer.nonfinite_steps; this warning is shown once.",
+                  stacklevel=3)
