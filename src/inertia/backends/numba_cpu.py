@@ -98,10 +98,13 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
         # a value used by elementwise code: scalars and constants cast to the compute dtype
         if node.kind == "elem":
             return names[id(node)]
+        if node.op in _COMPARE:
+            return names[id(node)]  # a truth value: used as a condition, never converted
         if id(node) not in casts:
             casts[id(node)] = f"c{len(casts)}"
             line = f"{casts[id(node)]} = {cdt}({names[id(node)]})"
-            (hoisted if node.kind == "const" else scalar_lines).append(line)
+            # leaf constants once per call; anything computed, where it is computed
+            (hoisted if node.op == "const" else scalar_lines).append(line)
         return casts[id(node)]
 
     for n in order:

@@ -1,0 +1,372 @@
+"""GPU kernels written from a traced rule (:mod:`.graph`) in Triton.
+
+The same design as the CPU kernels (:mod:`.numba_cpu`), from the same graph: one launch
+sweeps every tensor of a bucket. The grid is a table of chunks ``(tensor, start)``; each
+program streams ``CHUNK`` elements of one tensor in ``BLOCK``-wide vectors, reading the
+tensor's addresses from an int64 table (parameter, gradient, step, state slots), computing
+the rule's per-tensor scalars once in float64 (step, bias corrections, reduced norms) and
+its elementwise expressions in the compute dtype.
+
+Storage: bfloat16 is loaded and stored as its 16-bit pattern and converted by integer
+arithmetic (round to nearest even, NaN kept quiet), exactly like ``tensor.to`` and the
+CPU kernels, so a bf16 state is bit-identical across backends (and the Triton interpreter,
+whose own bf16 casts truncate, gives the GPU's results).
+
+The non-finite guard checks each ``BLOCK`` of the gradient before writing it, skips a
+block holding NaN/inf and counts it for its tensor (an atomic add); two-pass rules skip
+whole tensors flagged by their reduce pass. Nothing here synchronises with the host: the
+step counts, hyperparameters, gradient multiplier and ``found_inf`` are device tensors,
+and address tables are cached on the device by the addresses they hold.
+
+Without a GPU, ``TRITON_INTERPRET=1`` runs these kernels on CPU tensors (slowly, exactly),
+which is how the tests check them against the reference.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import cache
+from .graph import RuleGraph, topological
+
+try:
+    import triton  # noqa: F401
+    _TRITON = True
+except ImportError:  # triton is optional: without it CUDA groups use the reference path
+    _TRITON = False
+
+CHUNK = 1 << 14
+BLOCK = 1024
+
+_TL = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.bfloat16: "tl.uint16"}
+_OPS = {"add": "({} + {})", "sub": "({} - {})", "mul": "({} * {})", "div": "({} / {})",
+        "neg": "(-{})", "lt": "({} < {})", "le": "({} <= {})", "gt": "({} > {})",
+        "ge": "({} >= {})", "eq": "({} == {})", "ne": "({} != {})", "and": "({} & {})",
+        "or": "({} | {})", "sqrt": "tl.sqrt({})", "abs": "tl.abs({})", "exp": "tl.exp({})",
+        "log": "tl.log({})", "where": "tl.where({}, {}, {})",
+        # a ** b as exp(b log a) (bases >= 0, as the rules' beta ** t): libdevice.pow has no
+        # interpreter implementation, and GPU and interpreter must run the same code
+        "pow": "tl.exp({1} * tl.log({0}))",
+        "sign": "tl.where({0} > 0, 1.0, tl.where({0} < 0, -1.0, {0} * 0.0))",
+        "max": "tl.where(({0} >= {1}) | ({0} != {0}), {0}, {1})",
+        "min": "tl.where(({0} <= {1}) | ({0} != {0}), {0}, {1})"}
+
+
+_COMPARE = {"lt", "le", "gt", "ge", "eq", "ne", "and", "or"}
+
+
+def available() -> bool:
+    return _TRITON and (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1")
+
+
+def _literal(x: float) -> str:
+    if x != x:
+        return 'float("nan")'
+    if x in (float("inf"), float("-inf")):
+        return 'float("inf")' if x > 0 else '(-float("inf"))'
+    return repr(float(x))
+
+
+def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtype,
+           guard: bool) -> str:
+    """The Python source of one Triton kernel module (``"apply"`` or ``"reduce"``)."""
+    from .numba_cpu import compute_dtype
+
+    cd = "tl.float64" if compute_dtype(pdtype, sdtype) == torch.float64 else "tl.float32"
+    reduce = phase == "reduce"
+    roots = [r.args[0] for r in graph.reductions] if reduce else list(graph.outputs.values())
+    order = topological(graph, roots)
+    names: dict[int, str] = {}
+    scalar_lines: list[str] = []
+    elem_lines: list[str] = []
+    casts: dict[int, str] = {}
+    slot = {k: i for i, k in enumerate(graph.slots)}
+    reductions = {id(r): j for j, r in enumerate(graph.reductions)}
+    R = len(graph.reductions)
+
+    def elem_ref(node) -> str:
+        if node.kind == "elem":
+            return names[id(node)]
+        if node.kind == "const":
+            return names[id(node)]  # a Python number: Triton keeps the tensor's dtype
+        if node.op in _COMPARE:
+            return names[id(node)]  # a truth value: used as a condition, never converted
+        if id(node) not in casts:
+            casts[id(node)] = f"c{len(casts)}"
+            scalar_lines.append(f"{casts[id(node)]} = ({names[id(node)]}).to({cd})")
+        return casts[id(node)]
+
+    def load(ptr: str, dtype: torch.dtype, index: str = "i") -> str:
+        if dtype == torch.bfloat16:
+            return f"bf16_load({ptr} + {index}, m)"
+        return f"tl.load({ptr} + {index}, mask=m, other=0).to({cd})"
+
+    def store(ptr: str, dtype: torch.dtype, value: str) -> str:
+        if dtype == torch.bfloat16:
+            return f"bf16_store({ptr} + i, {value}, w)"
+        return f"tl.store({ptr} + i, ({value}).to({_TL[dtype]}), mask=w)"
+
+    for n in order:
+        var = f"v{len(names)}"
+        names[id(n)] = var
+        if n.op == "const":
+            names[id(n)] = _literal(n.name)
+        elif n.op == "hyper":
+            names[id(n)] = f"h{graph.hypers.index(n.name)}"
+        elif n.op == "step":
+            names[id(n)] = "stp"
+        elif n.op == "norm":
+            scalar_lines.append(f"{var} = tl.sqrt(tl.load(inputs + t * {max(R, 1)} + "
+                                f"{reductions[id(n)]}))")
+        elif n.op == "load":
+            if n.name == "grad":
+                elem_lines.append(f"{var} = {load('g_ptr', pdtype)} * gm")
+            elif n.name == "param":
+                elem_lines.append(f"{var} = {load('p_ptr', pdtype)}")
+            else:
+                elem_lines.append(f"{var} = {load(f's{slot[n.name]}', sdtype)}")
+        elif n.kind == "elem":
+            elem_lines.append(f"{var} = {_OPS[n.op].format(*[elem_ref(a) for a in n.args])}")
+        else:
+            scalar_lines.append(f"{var} = {_OPS[n.op].format(*[names[id(a)] for a in n.args])}")
+    if reduce:
+        body = [f"acc{j} += tl.where(m, {elem_ref(r.args[0])}.to(tl.float64) * "
+                f"{elem_ref(r.args[0])}.to(tl.float64), 0.0)" for j, r in enumerate(graph.reductions)]
+    else:
+        body = [store("p_ptr", pdtype, elem_ref(graph.outputs["param"]))]
+        body += [store(f"s{slot[k]}", sdtype, elem_ref(graph.outputs[k])) for k in graph.written]
+    ncol = 3 + len(graph.slots)
+    ptype = "tl.uint16" if pdtype == torch.bfloat16 else _TL[pdtype]
+    stype = "tl.uint16" if sdtype == torch.bfloat16 else _TL[sdtype]
+    slot_lines = "\n".join(f"    s{j} = tl.load(table + t * {ncol} + {3 + j}).to(tl.pointer_type({stype}))"
+                           for j in range(len(graph.slots)))
+    hyper_lines = "\n".join(f"    h{j} = tl.load(hyper + {j})" for j in range(len(graph.hypers)))
+    ind = "        "
+    loop = "\n".join(ind + line for line in elem_lines + body)
+    scalars = "\n".join("    " + line for line in scalar_lines)
+    raw_g = (f"bf16_load(g_ptr + i, m)" if pdtype == torch.bfloat16
+             else "tl.load(g_ptr + i, mask=m, other=0)")
+    if reduce:
+        head = "\n".join(f"    acc{j} = tl.zeros([BLOCK], dtype=tl.float64)" for j in range(R))
+        head += "\n    nbad = tl.full([], 0, tl.int32)"
+        check = f"""\
+        graw = {raw_g}
+        nbad += tl.sum(tl.where(m & ((graw != graw) | (tl.abs(graw) == float("inf"))), 1, 0), axis=0)
+        w = m"""
+        tail = "\n".join(f"    tl.store(out + k * {R + 1} + {j}, tl.sum(acc{j}, axis=0))"
+                         for j in range(R))
+        tail += f"\n    tl.store(out + k * {R + 1} + {R}, (nbad > 0).to(tl.float64))"
+    elif guard:
+        head = "    blocks = tl.full([], 0, tl.int64)"
+        check = f"""\
+        graw = {raw_g}
+        bad = tl.sum(tl.where(m & ((graw != graw) | (tl.abs(graw) == float("inf"))), 1, 0), axis=0)
+        w = m & ((i * 0 + bad) == 0)
+        blocks += (bad > 0).to(tl.int64)"""
+        tail = "    tl.atomic_add(out + t, blocks, mask=blocks > 0)"
+    else:
+        head, check, tail = "", "        w = m", ""
+    skip = "    if HAS_SKIP:\n        if tl.load(skip + t) != 0:\n            return\n" if (
+        graph.reductions and not reduce) else ""
+    return f'''\
+# Generated by inertia.backends.triton_gpu from rule graph {graph.key} ({phase} pass).
+# Do not edit: the cache key is this text's hash.
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def bf16_load(ptr, m):
+    bits = tl.load(ptr, mask=m, other=0).to(tl.uint32)
+    return (bits << 16).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def bf16_store(ptr, x, m):
+    bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16  # to nearest, ties to even
+    rounded = tl.where(x != x, 0x7FC0, rounded)  # NaN stays a quiet NaN
+    tl.store(ptr, rounded.to(tl.uint16), mask=m)
+
+
+@triton.jit
+def kernel(table, sizes, chunk_t, chunk_start, hyper, inputs, out, gmul, skip, found_inf,
+           HAS_FOUND_INF: tl.constexpr, HAS_SKIP: tl.constexpr, CHUNK: tl.constexpr,
+           BLOCK: tl.constexpr):
+    k = tl.program_id(0)
+    t = tl.load(chunk_t + k)
+    if HAS_FOUND_INF:
+        if tl.load(found_inf) != 0:
+            return
+{skip}    start = tl.load(chunk_start + k)
+    n = tl.load(sizes + t)
+    p_ptr = tl.load(table + t * {ncol} + 0).to(tl.pointer_type({ptype}))
+    g_ptr = tl.load(table + t * {ncol} + 1).to(tl.pointer_type({ptype}))
+    stp = tl.load(tl.load(table + t * {ncol} + 2).to(tl.pointer_type(tl.float32))).to(tl.float64) + 1.0
+{slot_lines}
+{hyper_lines}
+    gm = tl.load(gmul).to({cd})
+{scalars}
+{head}
+    for off in range(0, CHUNK, BLOCK):
+        i = start + off + tl.arange(0, BLOCK)
+        m = i < n
+{check}
+{loop}
+{tail}
+'''
+
+
+class Kernel:
+    """One Triton kernel and what it expects (named by the hash of its source)."""
+
+    def __init__(self, module, graph: RuleGraph, phase: str, pdtype, sdtype, guard: bool):
+        self.name = "t" + module.__name__.rsplit(".", 1)[-1]
+        self.fn = module.kernel
+        self.slots = graph.slots
+        self.reductions = len(graph.reductions)
+        self.phase, self.pdtype, self.sdtype, self.guard = phase, pdtype, sdtype, guard
+
+
+def kernel(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtype,
+           guard: bool) -> Kernel:
+    """The kernel for these choices (written on first use; Triton compiles at first launch)."""
+    text = source(graph, phase, pdtype, sdtype, guard)
+    return cache.compiled(text, lambda module: Kernel(module, graph, phase, pdtype, sdtype,
+                                                      guard))
+
+
+# ----------------------------------------------------------------------------- launching
+
+_tables: dict = {}
+_chunks: dict = {}
+
+
+def _chunk_table(sizes: tuple[int, ...], device):
+    key = (sizes, device, CHUNK)
+    hit = _chunks.get(key)
+    if hit is None:
+        import numpy as np
+
+        n = np.asarray(sizes, dtype=np.int64)
+        per = np.maximum(1, -(-n // CHUNK))
+        t = np.repeat(np.arange(len(n)), per)
+        first = np.cumsum(per) - per
+        start = (np.arange(len(t)) - first[t]) * CHUNK
+        hit = tuple(torch.as_tensor(a, dtype=torch.int64).to(device) for a in (n, t, start))
+        if len(_chunks) > 256:
+            _chunks.clear()
+        _chunks[key] = hit
+    return hit
+
+
+def _address_table(params, grads, states, steps, K: int, device):
+    """The (T, 3 + K) int64 table of addresses, on the device, cached by its contents: a
+    step with the same tensors copies nothing (and a CUDA graph replays the same table)."""
+    rows = []
+    for t, (p, g, s) in enumerate(zip(params, grads, steps)):
+        rows.append((p.data_ptr(), g.data_ptr(), s.data_ptr(),
+                     *(states[t * K + j].data_ptr() for j in range(K))))
+    key = (tuple(rows), device)
+    hit = _tables.get(key)
+    if hit is None:
+        host = torch.tensor(rows, dtype=torch.int64).reshape(len(rows), 3 + K)
+        if device.type == "cuda":
+            if torch.cuda.is_current_stream_capturing():
+                raise RuntimeError(
+                    "inertia: new tensors appeared while a CUDA graph was being captured; run "
+                    "one step outside the capture first (a warm-up), as for torch.optim")
+            host = host.pin_memory()
+        hit = host.to(device, non_blocking=True)
+        if len(_tables) > 64:
+            _tables.clear()
+        _tables[key] = hit
+    return hit
+
+
+def check(k: Kernel, params, grads, states, steps) -> None:
+    """Refuse, before anything is written, a tensor the kernel would read out of bounds."""
+    from .layout import flat
+
+    T, K = len(params), len(k.slots)
+    if len(grads) != T or len(steps) != T or len(states) != T * K:
+        raise ValueError(f"inertia::fused_apply: {T} params, {len(grads)} grads, "
+                         f"{len(steps)} steps and {len(states)} states for {K} slots")
+    for t, (p, g, s) in enumerate(zip(params, grads, steps)):
+        if g.numel() != p.numel():
+            raise ValueError(f"Invalid gradient shape: {tuple(g.shape)} for a parameter of "
+                             f"shape {tuple(p.shape)} (tensor {t})")
+        for what, x in (("parameter", p), ("gradient", g)):
+            if x.dtype != k.pdtype or x.device != p.device or not flat(x, p):
+                raise TypeError(f"Invalid {what} {t}: {x.dtype} on {x.device}; the kernel "
+                                f"takes {k.pdtype} tensors laid out like the parameter")
+        if s.dtype != torch.float32 or s.numel() != 1 or s.device != p.device:
+            raise TypeError(f"Invalid step {t}: a float32 scalar on {p.device} is needed")
+        for j in range(K):
+            x = states[t * K + j]
+            if x.numel() != p.numel() or x.dtype != k.sdtype or not flat(x, p) \
+                    or x.device != p.device:
+                raise ValueError(f"Invalid state {k.slots[j]!r} of tensor {t}: {x.dtype} "
+                                 f"{tuple(x.shape)}; the kernel needs {k.sdtype} "
+                                 f"{tuple(p.shape)} laid out like the parameter")
+
+
+def _launch(k: Kernel, params, grads, states, steps, hyper, gmul, inputs, skip, found_inf, out):
+    device = params[0].device
+    K = len(k.slots)
+    # bf16 storage is addressed as 16-bit patterns (see the module docstring)
+    view = (lambda x: x.view(torch.uint16)) if k.pdtype == torch.bfloat16 else (lambda x: x)
+    sview = (lambda x: x.view(torch.uint16)) if k.sdtype == torch.bfloat16 else (lambda x: x)
+    table = _address_table([view(p) for p in params], [view(g) for g in grads],
+                           [sview(s) for s in states], steps, K, device)
+    sizes, ct, cs = _chunk_table(tuple(p.numel() for p in params), device)
+    dummy = hyper
+    k.fn[(ct.numel(),)](table, sizes, ct, cs, hyper, dummy if inputs is None else inputs, out,
+                        gmul, dummy if skip is None else skip,
+                        dummy if found_inf is None else found_inf,
+                        HAS_FOUND_INF=found_inf is not None, HAS_SKIP=skip is not None,
+                        CHUNK=CHUNK, BLOCK=min(BLOCK, CHUNK))
+
+
+def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad):
+    from .ops import KERNELS
+
+    k = KERNELS[kernel]
+    check(k, params, grads, states, steps)
+    if not params:
+        return
+    bad.zero_()
+    inputs = None if inputs is None else inputs.to(torch.float64).contiguous()
+    skip = None if skip is None else skip.to(torch.int64).contiguous()
+    fi = None if found_inf is None else found_inf.reshape(1).to(torch.float32)
+    _launch(k, params, grads, states, steps, hyper, gmul.reshape(1).to(torch.float64), inputs,
+            skip, fi, bad)
+    if fi is None:
+        torch._foreach_add_(list(steps), 1.0)
+    else:  # AMP: the steps advance unless found_inf (no host sync either way)
+        torch._foreach_add_(list(steps), (1.0 - (fi != 0).to(torch.float32)).reshape(()))
+
+
+def fused_reduce(kernel, params, grads, states, steps, hyper, gmul):
+    from .ops import KERNELS
+
+    k = KERNELS[kernel]
+    check(k, params, grads, states, steps)
+    R = k.reductions
+    device = params[0].device if params else hyper.device
+    if not params:
+        return torch.zeros((0, R + 1), dtype=torch.float64, device=device)
+    sizes, ct, cs = _chunk_table(tuple(p.numel() for p in params), device)
+    out = torch.zeros((ct.numel(), R + 1), dtype=torch.float64, device=device)
+    _launch(k, params, grads, states, steps, hyper, gmul.reshape(1).to(torch.float64), None,
+            None, None, out)
+    sums = torch.zeros((len(params), R + 1), dtype=torch.float64, device=device)
+    sums.index_add_(0, ct, out)
+    return sums
+
+
+def fused_check(kernel, params, grads, states, steps):
+    from .ops import KERNELS
+
+    check(KERNELS[kernel], params, grads, states, steps)

@@ -1,0 +1,166 @@
+"""The GPU (Triton) kernels against the reference, run on the CPU by Triton's interpreter.
+
+CI has no GPU: ``TRITON_INTERPRET=1`` executes the generated Triton kernels on CPU tensors,
+exactly, so every rule's GPU kernel is tested like its CPU one: every registry
+configuration, float32 and float64, bfloat16 state and parameters, the non-finite guard
+and AMP's ``found_inf``, over several steps, parameters and state compared. On a machine
+with a GPU these are skipped (``tests/test_cuda.py`` runs the kernels for real there).
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+
+if torch.cuda.is_available():
+    pytest.skip("a GPU is present: the CUDA tests run these kernels for real",
+                allow_module_level=True)
+os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: it reads it once
+pytest.importorskip("triton")
+
+from custom_rules import CUSTOM  # noqa: E402
+from inertia.backends import graph as G  # noqa: E402
+from inertia.backends import ops, triton_gpu  # noqa: E402
+from inertia.backends.reference import apply as reference  # noqa: E402
+from inertia.optim.registry import REGISTRY  # noqa: E402
+
+# The interpreter runs every block in Python: chunks of 2 blocks keep the tests quick while
+# tensors still span several chunks and blocks, as on a GPU.
+triton_gpu.CHUNK = 2 * triton_gpu.BLOCK
+CASES = [(name, config) for name, info in REGISTRY.items() for config in info.configs]
+SHAPES = [(7, 5), (5,), (), (triton_gpu.CHUNK + 3,)]  # the last spans two chunks
+# float32: torch.sqrt on the CPU is not correctly rounded (the kernels' is): one ulp of values
+# near 10, amplified where momentum buffers cancel, is the atol.
+TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-5)}
+
+
+class Run:
+    """One optimizer group run through the Triton kernels and through the reference."""
+
+    def __init__(self, name, config, dtype, state_dtype=None, seed=0, cls=None, kwargs=None):
+        if cls is None:
+            cls, kwargs = REGISTRY[name].cls, REGISTRY[name].configs[config]
+        gen = torch.Generator().manual_seed(seed)
+        self.params = [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype)
+                       for s in SHAPES]
+        opt = cls([torch.nn.Parameter(p.clone()) for p in self.params],
+                  **{**kwargs, "state_dtype": state_dtype})
+        self.group = opt.param_groups[0]
+        self.rule = cls.rule(self.group)
+        self.graph = G.trace(cls.rule, self.group, self.params[0])
+        sdtype = state_dtype or dtype
+        self.kernels = {}
+        for phase in ("apply", "reduce") if self.graph.reductions else ("apply",):
+            k = triton_gpu.kernel(self.graph, phase, dtype, sdtype, guard=True)
+            ops.KERNELS[k.name] = k
+            self.kernels[phase] = k
+        self.states = [{**{k: v.to(sdtype) for k, v in self.rule.init(p).items()},
+                        "step": torch.zeros(())} for p in self.params]
+        self.ref_params = [p.clone() for p in self.params]
+        self.ref_states = copy.deepcopy(self.states)
+        self.sign = -1.0 if self.group["maximize"] else 1.0
+        self.hyper = torch.tensor([float(G.hyper_value(self.group, n)) for n in self.graph.hypers]
+                                  or [0.0], dtype=torch.float64)
+
+    def step(self, grads, found_inf=None):
+        flat = [s[k] for s in self.states for k in self.graph.slots]
+        steps = [s["step"] for s in self.states]
+        gmul = torch.tensor(self.sign, dtype=torch.float64)
+        inputs = skip = None
+        if "reduce" in self.kernels:
+            k = self.kernels["reduce"]
+            sums = triton_gpu.fused_reduce(k.name, self.params, grads, flat, steps, self.hyper,
+                                           gmul)
+            inputs, skip = sums[:, :k.reductions], (sums[:, k.reductions] > 0).long()
+        bad = torch.zeros(len(self.params), dtype=torch.int64)
+        triton_gpu.fused_apply(self.kernels["apply"].name, self.params, grads, flat, steps,
+                               self.hyper, inputs, skip, gmul, found_inf, bad)
+        if found_inf is None or not found_inf:
+            for p, g, s in zip(self.ref_params, grads, self.ref_states):
+                reference(self.rule, p, g, s, self.sign, keep=torch.isfinite(g).all())
+        return bad
+
+    def assert_same(self, tol, skip=()):
+        for i, (a, b) in enumerate(zip(self.params, self.ref_params)):
+            if i in skip:
+                continue
+            torch.testing.assert_close(a, b, **tol)
+            for key in self.graph.slots:
+                torch.testing.assert_close(self.states[i][key], self.ref_states[i][key], **tol,
+                                           msg=key)
+            assert float(self.states[i]["step"]) == float(self.ref_states[i]["step"])
+
+
+def _grads(run, t):
+    gen = torch.Generator().manual_seed(100 + t)
+    return [torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
+            for p in run.params]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name,config", CASES)
+def test_triton_kernel_matches_reference(name, config, dtype):
+    run = Run(name, config, dtype)
+    for t in range(4):
+        assert run.step(_grads(run, t)).tolist() == [0] * len(SHAPES)
+    tol = TOL[dtype]
+    if REGISTRY[name].configs[config].get("centered") and dtype == torch.float32:
+        tol = dict(rtol=2e-4, atol=1e-5)  # torch's float32 sqrt is not correctly rounded
+    run.assert_same(tol)
+
+
+@pytest.mark.parametrize("name", ["adam", "lion", "lamb", "rmsprop"])
+def test_triton_bf16_state_is_bit_identical_to_the_reference(name):
+    run = Run(name, "default", torch.float32, state_dtype=torch.bfloat16)
+    for t in range(4):
+        run.step(_grads(run, t))
+    run.assert_same(dict(rtol=1e-5, atol=1e-6))
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "lamb"])
+def test_triton_bf16_parameters(name):
+    run = Run(name, "default", torch.bfloat16)
+    for t in range(4):
+        run.step(_grads(run, t))
+    run.assert_same(dict(rtol=0, atol=0))
+
+
+@pytest.mark.parametrize("name", ["adam", "lamb"])
+def test_triton_guard_skips_the_nonfinite_block_only(name):
+    run = Run(name, "default", torch.float32)
+    run.step(_grads(run, 0))
+    before = run.params[3].clone()
+    grads = _grads(run, 1)
+    grads[3][triton_gpu.CHUNK + 1] = float("nan")  # in the second chunk of the last tensor
+    bad = run.step(grads)
+    assert bad.tolist() == [0, 0, 0, 1] or name == "lamb"
+    after = run.params[3]
+    assert torch.isfinite(after).all()
+    if name == "lamb":  # a norm-based rule skips the whole tensor
+        assert torch.equal(after, before)
+    else:  # the first chunk moved, the block holding the NaN did not
+        assert not torch.equal(after[:triton_gpu.BLOCK], before[:triton_gpu.BLOCK])
+        assert torch.equal(after[triton_gpu.CHUNK:], before[triton_gpu.CHUNK:])
+    run.assert_same(TOL[torch.float32], skip=(3,))
+
+
+def test_triton_found_inf_skips_everything_including_the_steps():
+    run = Run("adam", "default", torch.float32)
+    run.step(_grads(run, 0))
+    before = [p.clone() for p in run.params]
+    run.step(_grads(run, 1), found_inf=torch.ones(()))
+    for a, b in zip(before, run.params):
+        assert torch.equal(a, b)
+    assert all(float(s["step"]) == 1 for s in run.states)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", CUSTOM)
+def test_a_rule_defined_in_a_test_file_gets_a_gpu_kernel_equal_to_its_reference(name, dtype):
+    cls, kwargs = CUSTOM[name]
+    run = Run(name, None, dtype, cls=cls, kwargs=kwargs)
+    for t in range(4):
+        run.step(_grads(run, t))
+    run.assert_same(TOL[dtype])
