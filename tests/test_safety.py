@@ -13,6 +13,7 @@ import torch
 
 import inertia
 from hazards import HAZARDS
+from inertia.engine.state import step_of
 from inertia.optim.registry import REGISTRY
 
 SHAPES = [(7, 5), (5,), (3, 2, 4)]
@@ -188,14 +189,15 @@ def test_differentiable_step_passes_gradcheck(name, config):
             if k != "step" and v.is_floating_point()]
     state0 = [warm.state[warm.param_groups[0]["params"][0]][k].detach().clone().requires_grad_()
               for k in keys]
-    step0 = warm.state[warm.param_groups[0]["params"][0]]["step"].clone()
+    step0 = step_of(warm, warm.param_groups[0]["params"][0]).clone()
 
     def one_step(p, grad, *state):
         p = p.clone()
         p.grad = grad
         opt = info.make([p], config, differentiable=True)
         opt.state[p].update({k: v.clone() for k, v in zip(keys, state)})
-        opt.state[p]["step"] = step0.clone()
+        if info.cls.step_in_state:  # (SGD derives its count from the momentum buffer)
+            opt.state[p]["step"] = step0.clone()
         opt.step()
         return (p,) + tuple(opt.state[p][k] for k in keys)
 

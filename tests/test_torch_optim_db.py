@@ -165,8 +165,14 @@ def test_sample_config_matches_torch(info, index, variant, dtype):
     plain = variant == "differentiable"  # torch's differentiable path cannot step leaves that require grad
     theirs_p = _params(dtype, requires_grad=not plain, contiguous=variant == "fused", name=info.name)
     ours_p = _params(dtype, requires_grad=not plain, name=info.name)
+    theirs_kwargs = kwargs
+    if plain and dtype == torch.float64 and info.name in ("Adam", "AdamW"):
+        # torch's differentiable Adam computes its bias corrections from the float32 step
+        # tensor (4e-7 relative error in float64); inertia computes them in float64, as
+        # torch's other Adam paths do. Compare with one of those: the math is the same.
+        theirs_kwargs = {**kwargs, "differentiable": False}
     try:
-        theirs = info.optim_cls(theirs_p, **copy.deepcopy(kwargs))
+        theirs = info.optim_cls(theirs_p, **copy.deepcopy(theirs_kwargs))
         probe_p = _params(dtype, requires_grad=not plain, name=info.name)
         probe = info.optim_cls(probe_p, **copy.deepcopy(kwargs))
         _set_grads(probe_p, _grads(probe_p, 0), 0)

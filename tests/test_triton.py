@@ -79,7 +79,7 @@ class Run:
                                self.hyper, inputs, skip, gmul, found_inf, bad)
         if found_inf is None or not found_inf:
             for p, g, s in zip(self.ref_params, grads, self.ref_states):
-                reference(self.rule, p, g, s, self.sign, keep=torch.isfinite(g).all())
+                reference(self.rule, p, g, s, s["step"], self.sign, keep=torch.isfinite(g).all())
         return bad
 
     def assert_same(self, tol, skip=()):

@@ -33,9 +33,10 @@ def _real(x: Tensor) -> Tensor:
     return torch.view_as_real(x) if x.is_complex() else x
 
 
-def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], gmul: Any,
-          lazy: bool = False, keep: Tensor | None = None, advance: Tensor | None = None) -> None:
-    """One step of ``rule`` for parameter ``p``: updates ``p`` and ``state`` in place.
+def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step: Tensor,
+          gmul: Any, lazy: bool = False, keep: Tensor | None = None,
+          advance: Tensor | None = None) -> None:
+    """One step of ``rule`` for parameter ``p``: updates ``p``, ``state`` and ``step`` in place.
 
     ``grad`` may be sparse (COO, coalesced): densified, or with ``lazy`` only the rows it
     touches (and their state) are updated. Under autograd (``differentiable=True``) the
@@ -50,19 +51,20 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], gmul:
         # torch.optim's convention: a complex number is two real coordinates.
         grad = _real(grad.to_dense() if grad.is_sparse else grad)
         p = _real(p)
-        state = {k: (v if k == "step" else _real(v)) for k, v in state.items()}
-    cd = compute_dtype(p.dtype, *(v.dtype for k, v in state.items()
-                                  if k != "step" and isinstance(v, Tensor)))
+        state = {k: _real(v) for k, v in state.items()}
+    state = {k: v for k, v in state.items() if k != "step"}
+    cd = compute_dtype(p.dtype, *(v.dtype for v in state.values() if isinstance(v, Tensor)))
     record = torch.is_grad_enabled()
-    step = state["step"].to(torch.float64) + 1
+    counter = step
+    step = counter.to(torch.float64) + 1
     if grad.is_sparse:
         rows = tuple(grad.indices())
-        current = {k: v[rows].to(cd) for k, v in state.items() if k != "step"}
+        current = {k: v[rows].to(cd) for k, v in state.items()}
         param = p[rows].to(cd)
         g = grad.values().to(cd)
     else:
         rows = None
-        current = {k: v.to(cd, copy=record) for k, v in state.items() if k != "step"}
+        current = {k: v.to(cd, copy=record) for k, v in state.items()}
         param = p.to(cd, copy=record)
         g = grad.to(cd)
     current["step"] = step
@@ -81,5 +83,4 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], gmul:
         p[rows] = new.pop(None).to(p.dtype)
         for key, value in new.items():
             state[key][rows] = value.to(state[key].dtype)
-    state["step"].add_(1 if advance is None else advance.to(state["step"].device,
-                                                            state["step"].dtype))
+    counter.add_(1 if advance is None else advance.to(counter.device, counter.dtype))

@@ -158,12 +158,13 @@ def kernels(graph: RuleGraph, device: str, pdtype, sdtype, guard: bool):
         from ..backends import numba_cpu as backend
     else:
         from ..backends import triton_gpu as backend
-    names = []
-    for phase in ("apply", "reduce") if graph.reductions else ("apply",):
+    names = {}
+    phases = (("apply",) if graph.outputs else ()) + (("reduce",) if graph.reductions else ())
+    for phase in phases:
         k = backend.kernel(graph, phase, pdtype, sdtype, guard)
         ops.register(k.name, k, device)
-        names.append(k.name)
-    return names[0], (names[1] if len(names) > 1 else None)
+        names[phase] = k.name
+    return names.get("apply"), names.get("reduce")
 
 
 def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool,
@@ -240,11 +241,11 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
                                              guard)))
     slots = graph.slots if graph is not None else ()
     fused_params = [params[i] for i in order]
-    states = [optimizer.state[p][k] for p in fused_params for k in slots]
+    states = [optimizer.state[p][k] for p in fused_params for k in slots]  # (after ensure)
     return Plan(graph=graph, rule=rule, version=optimizer._state_version,
                 signature=signature(group), with_grad=with_grad, order=order,
                 buckets=plan_buckets, params=fused_params, states=states,
-                steps=[optimizer.state[p]["step"] for p in fused_params],
+                steps=[S.step_of(optimizer, p) for p in fused_params],
                 views=tuple(p.is_complex() for p in fused_params),
                 dense=tuple(grads[i].is_sparse for i in order),
                 reference=reference, rows=row_jobs,

@@ -7,7 +7,9 @@ The one place that decides
 * **where the step count lives**: ``state["step"]``, a float32 0-d tensor on the
   parameter's device (as torch.optim's ``capturable``/``fused`` modes keep it), so a
   step never copies it from the host and never waits for the device; it is advanced by
-  the operator that applies the update;
+  the operator that applies the update. An optimizer whose torch twin keeps no count
+  (SGD: ``step_in_state = False``) keeps it beside the state, out of checkpoints, and
+  derives it from the state when it is missing (a momentum buffer means a step was taken);
 * **which dtype the state has**: the group's ``state_dtype``, else the parameter's
   (complex parameters keep complex state, updated through real views);
 * **which dtype arithmetic happens in**: float64 if the parameter or state is float64,
@@ -47,21 +49,30 @@ def template(rule, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
 
 
 def ensure(optimizer, p: Tensor, rule, group: dict[str, Any]) -> dict[str, Tensor]:
-    """``p``'s state, created on first use.
-
-    A state without ``step`` is accepted only where torch keeps none (SGD: a momentum
-    buffer means a step was taken); anything else without a step is corrupt.
-    """
+    """``p``'s state (without the step count), created on first use."""
+    if not optimizer.step_in_state:
+        if p not in optimizer._steps:
+            fresh = not optimizer.state.get(p)
+            initial = template(rule, p, group)
+            if initial:  # no entry at all for a stateless rule, as torch keeps none
+                state = optimizer.state[p]
+                for key, value in initial.items():
+                    state.setdefault(key, value)
+            optimizer._steps[p] = new_step(p, 0.0 if fresh else 1.0)
+            optimizer._state_version += 1
+        return optimizer.state.get(p, {})
     state = optimizer.state[p]
     if "step" not in state:
-        if state and "step" in optimizer.hidden_state_keys:
-            state["step"] = new_step(p, 1.0)
-        elif state:
+        if state:
             raise ValueError(f"Invalid optimizer state: parameter of shape {tuple(p.shape)} "
                              f"has state {sorted(state)} but no 'step'")
-        else:
-            state["step"] = new_step(p)
+        state["step"] = new_step(p)
         for key, value in template(rule, p, group).items():
             state.setdefault(key, value)
         optimizer._state_version += 1  # the tensors kernels were planned with changed
     return state
+
+
+def step_of(optimizer, p: Tensor) -> Tensor:
+    """``p``'s step count (after :func:`ensure`)."""
+    return optimizer.state[p]["step"] if optimizer.step_in_state else optimizer._steps[p]

@@ -35,6 +35,7 @@ from ..backends import ops
 from ..backends import reference as ref
 from ..backends.graph import hyper_value
 from . import plan as P
+from . import state as S
 
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 
@@ -143,6 +144,7 @@ def _step(optimizer) -> None:
                                                            steps, K))
 
     met_nonfinite: list[Tensor] = []
+    flagged: list[tuple[Tensor, Tensor]] = []  # (flag, parameter) for the warning
     if skip_all is not None and not amp:
         met_nonfinite.append(skip_all.reshape(()).to(torch.bool))
     for index, group, plan, params, grads, states, steps in jobs:
@@ -160,19 +162,23 @@ def _step(optimizer) -> None:
                     skip = (sums[:, b.reductions] > 0).to(torch.int64)
             fi = None if skip_all is None else skip_all.to(b.device).reshape(())
             _op("fused_apply", b.apply, p_, g_, s_, st_, b.hyper, inputs, skip, gmul, fi, b.bad)
+            if skip is not None:
+                b.bad.add_(skip)  # tensors the reduce pass refused were skipped whole
             if not torch.compiler.is_compiling():
                 path_counts[_path_name(b.device)] += 1
             if guard:
                 met_nonfinite.append((b.bad.sum() > 0).to(optimizer._counter_device()))
         if plan.reference or plan.rows:
-            met_nonfinite += _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale,
-                                                 skip_all, guard)
+            flags = _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale,
+                                        skip_all, guard)
+            met_nonfinite += [f for f, _ in flags]
+            flagged += flags
     if met_nonfinite:
         met = torch.stack(met_nonfinite).any() if len(met_nonfinite) > 1 else met_nonfinite[0]
         counter = optimizer.nonfinite_counter()
         counter.add_(met.to(counter.device, torch.int64))
         if counter.device.type == "cpu" and not torch.compiler.is_compiling() and bool(met):
-            _warn_first_nonfinite(optimizer, jobs)
+            _warn_first_nonfinite(optimizer, jobs, flagged)
 
 
 def _path_name(device: torch.device) -> str:
@@ -334,12 +340,12 @@ def _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale, skip_all,
         keep = advance = None
         if guard:
             keep = torch.isfinite(_values(g)).all()
-            met.append((~keep).to(optimizer._counter_device()))
+            met.append(((~keep).to(optimizer._counter_device()), p))
         if skip_all is not None:
             advance = ~skip_all.to(p.device).reshape(()).to(torch.bool)
             keep = advance if keep is None else keep & advance
-        ref.apply(plan.rule, p, g, optimizer.state[p], gmul, lazy=lazy and g.is_sparse,
-                  keep=keep, advance=advance)
+        ref.apply(plan.rule, p, g, optimizer.state.get(p, {}), S.step_of(optimizer, p), gmul,
+                  lazy=lazy and g.is_sparse, keep=keep, advance=advance)
         if not torch.compiler.is_compiling():
             path_counts["reference:requested" if plan.requested_reference else "reference"] += 1
     for i, kernel in plan.rows:
@@ -350,36 +356,41 @@ def _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale, skip_all,
         if skip_all is not None and bool(skip_all):
             continue
         gmul = _gmul(group, p.device, norm_scale, amp_scale)
-        state = optimizer.state[p]
+        state = optimizer.state.get(p, {})
         hyper = torch.zeros(max(1, len(plan.graph.hypers)), dtype=torch.float64)
         _fill_hyper(hyper, group, plan.graph.hypers)
         values = g._values().contiguous()
         rows = g._indices()[0].numpy()
         bad = cpu.rows_apply(kernel, p, values, rows, [state[k] for k in plan.graph.slots],
-                             state["step"], hyper, gmul)
+                             S.step_of(optimizer, p), hyper, gmul)
         if guard:
-            met.append(torch.tensor(bad > 0))
+            met.append((torch.tensor(bad > 0), p))
         path_counts["cpu:rows"] += 1
     return met
 
 
-def _warn_first_nonfinite(optimizer, jobs) -> None:
+def _warn_first_nonfinite(optimizer, jobs, flagged) -> None:
     if getattr(optimizer, "_warned_nonfinite", False):
         return
     optimizer._warned_nonfinite = True
+    hit = None
     for index, group, plan, params, grads, states, steps in jobs:
         for b in plan.buckets:
-            hits = b.bad.nonzero().flatten().tolist()
-            if hits:
-                p = params[b.start + hits[0]]
-                where = f"parameter {group['params'].index(p)} (shape {tuple(p.shape)})"
-                break
-        else:
-            continue
-        break
+            rows = b.bad.nonzero().flatten().tolist()
+            if rows and hit is None:
+                hit = (index, params[b.start + rows[0]])
+        for flag, p in flagged:
+            if hit is None and bool(flag) and any(p is q for q in group["params"]):
+                hit = (index, p)
+    if hit is None:
+        what = ("non-finite gradient norm: the whole step was skipped (nonfinite='guard' with "
+                "max_grad_norm)")
     else:
-        where = "a parameter"
-    warnings.warn(f"inertia.{type(optimizer).__name__}: non-finite gradient in {where}; the "
-                  "blocks holding it were left unchanged (nonfinite='guard'). Such steps are "
-                  "counted in optimizer.nonfinite_steps; this warning is shown once.",
-                  stacklevel=3)
+        index, p = hit
+        position = next(i for i, q in enumerate(optimizer.param_groups[index]["params"])
+                        if q is p)
+        what = (f"non-finite gradient in parameter {position} of group {index} (shape "
+                f"{tuple(p.shape)}); the blocks holding it were left unchanged "
+                "(nonfinite='guard')")
+    warnings.warn(f"inertia.{type(optimizer).__name__}: {what}. Such steps are counted in "
+                  "optimizer.nonfinite_steps; this warning is shown once.", stacklevel=3)

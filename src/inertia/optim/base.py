@@ -29,7 +29,7 @@ STANDARD_DEFAULTS: dict[str, Any] = dict(
     maximize=False, foreach=None, capturable=False, differentiable=False, fused=None,
 )
 #: inertia's own options. A checkpoint carries one only when its value differs from this.
-EXTRA_DEFAULTS: dict[str, Any] = dict(nonfinite="raise", sparse="dense", state_dtype=None,
+EXTRA_DEFAULTS: dict[str, Any] = dict(nonfinite="guard", sparse="dense", state_dtype=None,
                                       max_grad_norm=None)
 
 
@@ -39,7 +39,7 @@ class Optimizer(torch.optim.Optimizer):
     Options every inertia optimizer takes (keyword-only, stored per group):
 
     * ``maximize`` (False): ascend instead of descend.
-    * ``nonfinite`` (``"raise"``): what a NaN/inf gradient does. ``"guard"``: the kernels
+    * ``nonfinite`` (``"guard"``): what a NaN/inf gradient does. ``"guard"``: the kernels
       check each block of the gradient as they update it and leave a block holding NaN/inf
       (and its state) unchanged, while the rest of the step applies (LAMB and LARS: the whole
       tensor; the reference path: the whole tensor); almost free. ``"raise"`` raises
@@ -76,8 +76,9 @@ class Optimizer(torch.optim.Optimizer):
     #: The group keys torch's optimizer of the same name writes to its checkpoints; ``None``
     #: for an optimizer torch does not have (then: its hyperparameters + ``STANDARD_DEFAULTS``).
     torch_group_keys: tuple[str, ...] | None = None
-    #: State entries kept in memory but not in checkpoints (SGD keeps no ``step`` in torch).
-    hidden_state_keys: tuple[str, ...] = ()
+    #: Whether ``state["step"]`` exists (torch's SGD keeps no count: SGD sets False, and the
+    #: engine keeps the count beside the state, see :mod:`inertia.engine.state`).
+    step_in_state: bool = True
 
     def __init__(self, params: Iterable, defaults: dict[str, Any], **options: Any) -> None:
         unknown = set(options) - set(EXTRA_DEFAULTS) - set(STANDARD_DEFAULTS)
@@ -90,6 +91,7 @@ class Optimizer(torch.optim.Optimizer):
         self._constructor_options = set(options) & set(EXTRA_DEFAULTS)
         self._pinned: list[set[str]] = []
         self._plans: dict = {}
+        self._steps: dict = {}  # step counts kept beside the state (step_in_state=False)
         self._state_version = 0
         self.last_grad_norm: Tensor | None = None
         super().__init__(params, defaults)
@@ -161,6 +163,7 @@ class Optimizer(torch.optim.Optimizer):
                 group.setdefault(key, value)
         self.__dict__.setdefault("_constructor_options", set())
         self.__dict__["_plans"] = {}
+        self.__dict__["_steps"] = {}  # derived again from the state (see engine.state)
         self.__dict__["_state_version"] = self.__dict__.get("_state_version", 0) + 1
         pinned = self.__dict__.setdefault("_pinned", [])
         pinned.extend(set() for _ in range(len(self.param_groups) - len(pinned)))
@@ -190,6 +193,7 @@ class Optimizer(torch.optim.Optimizer):
                 for g, pinned in zip(self.param_groups, self._pinned)]
         super().load_state_dict(state_dict)
         checkpoint.adopt(self, pins)
+        self._steps.clear()  # counts kept beside the state are derived from it again
         self._state_version += 1
 
     # ------------------------------------------------------------------ state

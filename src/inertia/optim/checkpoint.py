@@ -47,14 +47,7 @@ def export(opt: "Optimizer", packed: dict[str, Any]) -> dict[str, Any]:
                 continue
             if key in defaults and _same(group[key], defaults[key]):
                 del group[key]
-    hidden = opt.hidden_state_keys
-    if hidden:
-        state = {}
-        for index, entry in packed["state"].items():
-            visible = {k: v for k, v in entry.items() if k not in hidden}
-            if visible:
-                state[index] = visible
-        packed["state"] = state
+    packed["state"] = {index: entry for index, entry in packed["state"].items() if entry}
     return packed
 
 
@@ -102,12 +95,12 @@ def adopt(opt: "Optimizer", pins: list[dict[str, Any]]) -> None:
             if not state:
                 continue
             step = state.get("step")
-            if step is None and "step" in opt.hidden_state_keys:
-                state["step"] = torch.tensor(1.0, dtype=torch.float32)  # buffers: a step was taken
-            elif step is not None and not isinstance(step, Tensor):
-                state["step"] = torch.tensor(float(step), dtype=torch.float32)
+            if step is not None and not opt.step_in_state:
+                del state["step"]  # an older inertia SGD checkpoint: derived from the buffers
             elif step is not None:
-                state["step"] = step.detach().to(dtype=torch.float32, device="cpu")
+                # a float32 count on the parameter's device, whatever the file held
+                value = step.detach() if isinstance(step, Tensor) else torch.tensor(float(step))
+                state["step"] = value.to(dtype=torch.float32, device=p.device)
             target = group["state_dtype"] or p.dtype
             for key, value in state.items():
                 if key == "step" or not isinstance(value, Tensor):

@@ -36,8 +36,9 @@ class SGD(Optimizer):
 
     torch_group_keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
                         "foreach", "differentiable", "fused")
-    # torch's SGD keeps no step counter: it knows the first step by the missing buffer.
-    hidden_state_keys = ("step",)
+    # torch's SGD keeps no step counter in its state: it knows the first step by the
+    # missing buffer. So does this one (the engine keeps the count beside the state).
+    step_in_state = False
 
     def __init__(self, params, lr: float | Tensor = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, *,
