@@ -342,3 +342,39 @@ def test_nonfinite_check_finds_every_bad_value_and_no_huge_finite_one(dtype, par
             hit[t][i] = bad
             assert not _all_finite(hit), (bad, t, i)
     assert calls and all(n == 4 or n == 3 for n in calls)  # numba read them (empty one dropped)
+
+
+def test_without_the_native_runner_python_threads_give_the_same_results(tmp_path):
+    """``INERTIA_NATIVE=0`` (or no compiler): the same kernels on Python threads."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "threads.py"
+    script.write_text('''
+import torch, inertia
+from inertia.backends import ops
+from inertia.engine.step import path_counts
+torch.set_num_threads(2)
+ops.set_parallel_min(0)
+for cls, kw in [(inertia.Adam, dict(lr=0.01, weight_decay=0.1)), (inertia.LAMB, dict(lr=0.01)),
+                (inertia.SGD, dict(lr=0.1, momentum=0.9, nesterov=True))]:
+    gen = torch.Generator().manual_seed(0)
+    base = [torch.randn(s, generator=gen) for s in [(70_000,), (5, 3), ()]]
+    a = [torch.nn.Parameter(t.clone()) for t in base]
+    b = [torch.nn.Parameter(t.clone()) for t in base]
+    fast, ref = cls(a, **kw), cls(b, fused=False, **kw)
+    for t in range(5):
+        for x, y in zip(a, b):
+            x.grad = torch.randn(x.shape, generator=gen)
+            y.grad = x.grad.clone()
+        fast.step(); ref.step()
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+assert ops.cpu_implementation() == "threads", ops.cpu_implementation()
+assert path_counts["cpu:threads"] == 15, path_counts
+print("ok")
+''')
+    env = {**__import__("os").environ, "INERTIA_NATIVE": "0"}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]

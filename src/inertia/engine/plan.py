@@ -66,6 +66,16 @@ class Plan:
     any_views: bool = False
     any_dense: bool = False
     requested_reference: bool = False  # fused=False / differentiable: not a fallback
+    constants: dict = field(default_factory=dict)  # (device, sign) -> 0-d float64 tensor
+
+    def constant(self, device: torch.device, group: dict | None) -> Tensor:
+        """The gradient's sign for ``maximize`` (1 without a group) as a float64 tensor on
+        ``device``, made once per plan: a step reads it, nothing is created or copied."""
+        sign = -1.0 if group is not None and group["maximize"] else 1.0
+        key = (device, sign)
+        if key not in self.constants:
+            self.constants[key] = torch.tensor(sign, dtype=torch.float64, device=device)
+        return self.constants[key]
 
 
 def signature(group: dict[str, Any]) -> tuple:
@@ -239,6 +249,12 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
 
         row_jobs.append((i, numba_cpu.kernel(graph, "rows", p.dtype, S.state_dtype(group, p),
                                              guard)))
+    constants = {}
+    for i in with_grad:
+        for sign in (-1.0, 1.0):
+            device = params[i].device
+            if (device, sign) not in constants:
+                constants[(device, sign)] = torch.tensor(sign, dtype=torch.float64, device=device)
     slots = graph.slots if graph is not None else ()
     fused_params = [params[i] for i in order]
     states = [optimizer.state[p][k] for p in fused_params for k in slots]  # (after ensure)
@@ -251,7 +267,7 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
                 reference=reference, rows=row_jobs,
                 any_views=any(p.is_complex() for p in fused_params),
                 any_dense=any(grads[i].is_sparse for i in order),
-                requested_reference=not fused)
+                requested_reference=not fused, constants=constants)
 
 
 _grad_norm_graph: RuleGraph | None = None

@@ -61,6 +61,10 @@ def init_group(optimizer, group: dict[str, Any], params: list, grads: list, stat
         guard = group["nonfinite"] == "guard" and not amp
         clip = group.get("max_grad_norm") is not None
         plan = P.build(optimizer, group, index, all_grads, guard, clip)
+        if clip and optimizer.__dict__.get("_grad_norm") is None:
+            device = next((p.device for p in group["params"]), torch.device("cpu"))
+            optimizer._grad_norm = torch.full((), float("nan"), dtype=torch.float64,
+                                              device=device)
         optimizer._plans[key] = plan
     params.extend(plan.params)
     grads.extend(all_grads[i] for i in plan.order)
@@ -128,7 +132,9 @@ def _step(optimizer) -> None:
         total = _global_norm(optimizer, jobs)
         if amp_scale is not None:
             total = total / amp_scale.to(total.device, torch.float64)
-        optimizer.last_grad_norm = total
+        # into a buffer made at plan time: an attribute set inside torch.compile would be
+        # traced as a side effect, an in-place copy is part of the graph
+        optimizer._grad_norm.copy_(total.to(optimizer._grad_norm.device))
         norm_scale = torch.clamp(max_norm / (total + CLIP_EPS), max=1.0)
         if jobs[0][1]["nonfinite"] == "guard" and not amp:
             # The global norm has read every gradient: a non-finite one skips the whole step
@@ -150,7 +156,7 @@ def _step(optimizer) -> None:
     for index, group, plan, params, grads, states, steps in jobs:
         guard = group["nonfinite"] == "guard" and not amp
         for b in plan.buckets:
-            gmul = _gmul(group, b.device, norm_scale, amp_scale)
+            gmul = _gmul(plan.constant(b.device, group), norm_scale, amp_scale)
             _fill_hyper(b.hyper, group, plan.graph.hypers)
             K = len(plan.graph.slots)
             p_, g_, s_, st_ = _bucket_lists(plan, b, params, grads, states, steps, K)
@@ -220,22 +226,14 @@ def _real_views(tensors: list, flags: tuple, K: int, each: int = 1) -> list:
     return out
 
 
-_gmuls: dict = {}
-
-
-def _gmul(group, device, norm_scale, amp_scale) -> Tensor:
-    sign = -1.0 if group["maximize"] else 1.0
-    if norm_scale is None and amp_scale is None:
-        key = (device, sign)
-        hit = _gmuls.get(key)
-        if hit is None:
-            hit = _gmuls[key] = torch.tensor(sign, dtype=torch.float64, device=device)
-        return hit
-    g = torch.tensor(sign, dtype=torch.float64, device=device)
+def _gmul(sign: Tensor, norm_scale, amp_scale) -> Tensor:
+    """The gradient multiplier: ``sign`` (the plan's -1/1 tensor for ``maximize``) times the
+    clipping coefficient, over AMP's scale; device tensors all, so nothing syncs."""
+    g = sign
     if norm_scale is not None:
-        g = g * norm_scale.to(device)
+        g = g * norm_scale.to(sign.device)
     if amp_scale is not None:
-        g = g / amp_scale.to(device, torch.float64)
+        g = g / amp_scale.to(sign.device, torch.float64)
     return g
 
 
@@ -318,7 +316,7 @@ def _global_norm(optimizer, jobs) -> Tensor:
     for index, group, plan, params, grads, states, steps in jobs:
         for b in plan.buckets:
             sl = slice(b.start, b.stop)
-            one = _gmul({"maximize": False}, b.device, None, None)
+            one = plan.constant(b.device, None)
             sums = _op("fused_reduce", b.clip, params[sl], grads[sl], [], steps[sl], b.hyper, one)
             parts.append(sums[:, 0].sum())
         for i in plan.reference + [i for i, _ in plan.rows]:
@@ -336,7 +334,7 @@ def _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale, skip_all,
     for i in plan.reference:
         p = group["params"][i]
         g = p.grad.coalesce() if p.grad.is_sparse else p.grad
-        gmul = _gmul(group, p.device, norm_scale, amp_scale)
+        gmul = _gmul(plan.constant(p.device, group), norm_scale, amp_scale)
         keep = advance = None
         if guard:
             keep = torch.isfinite(_values(g)).all()
@@ -355,7 +353,7 @@ def _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale, skip_all,
         g = p.grad.coalesce()
         if skip_all is not None and bool(skip_all):
             continue
-        gmul = _gmul(group, p.device, norm_scale, amp_scale)
+        gmul = _gmul(plan.constant(p.device, group), norm_scale, amp_scale)
         state = optimizer.state.get(p, {})
         hyper = torch.zeros(max(1, len(plan.graph.hypers)), dtype=torch.float64)
         _fill_hyper(hyper, group, plan.graph.hypers)

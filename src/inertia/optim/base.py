@@ -93,7 +93,7 @@ class Optimizer(torch.optim.Optimizer):
         self._plans: dict = {}
         self._steps: dict = {}  # step counts kept beside the state (step_in_state=False)
         self._state_version = 0
-        self.last_grad_norm: Tensor | None = None
+        self._grad_norm: Tensor | None = None
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ what subclasses give
@@ -205,6 +205,12 @@ class Optimizer(torch.optim.Optimizer):
     def _state_for(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         """``p``'s state, created on first use (see :mod:`inertia.engine.state`)."""
         return state_policy.ensure(self, p, self.rule(group), group)
+
+    @property
+    def last_grad_norm(self) -> Tensor | None:
+        """With ``max_grad_norm``: the L2 norm of all gradients at the last step, before
+        clipping (unscaled under AMP), as a 0-d float64 tensor on the device; else None."""
+        return self.__dict__.get("_grad_norm")
 
     @property
     def nonfinite_steps(self) -> Tensor:
