@@ -48,3 +48,98 @@ def test_cuda_sparse_lazy(name):
     opt.step()
     changed = (emb.weight.detach() != before).any(dim=1).nonzero().flatten().tolist()
     assert changed == [3, 7]
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.Tanh(),
+                               torch.nn.Linear(64, 1)).cuda()
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "lamb", "lion"])
+def test_a_step_never_synchronises(name):
+    """After the first step (plans, kernels), opt.step() makes no host synchronisation."""
+    model = _mlp()
+    opt = REGISTRY[name].make(model.parameters(), lr=torch.tensor(1e-3, device="cuda"))
+    x, y = torch.randn(16, 32, device="cuda"), torch.randn(16, 1, device="cuda")
+    for t in range(3):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        if t == 2:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "lamb"])
+def test_a_whole_training_step_is_captured_in_a_cuda_graph(name):
+    """forward, backward and opt.step() captured with torch.cuda.graph replay equal to eager."""
+    models = _mlp(), _mlp()
+    lr = torch.tensor(1e-2, device="cuda")
+    opts = [REGISTRY[name].make(m.parameters(), lr=lr) for m in models]
+    xs = [torch.randn(16, 32, device="cuda") for _ in range(6)]
+    ys = [torch.randn(16, 1, device="cuda") for _ in range(6)]
+    static_x, static_y = xs[0].clone(), ys[0].clone()
+
+    def train_step(model, opt, x, y):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up: plans, kernels, state
+        for model, opt in zip(models, opts):
+            for t in range(2):
+                opt.zero_grad(set_to_none=True)
+                train_step(model, opt, xs[t], ys[t])
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opts[0].zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        train_step(models[0], opts[0], static_x, static_y)
+    for t in range(2, 6):
+        static_x.copy_(xs[t])
+        static_y.copy_(ys[t])
+        lr.fill_(1e-2 / t)
+        graph.replay()
+        opts[1].zero_grad(set_to_none=True)
+        train_step(models[1], opts[1], xs[t], ys[t])
+    torch.cuda.synchronize()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_cpu_checkpoint_continues_on_the_gpu():
+    cpu_model, gpu_model = _mlp().cpu(), _mlp()
+    a = REGISTRY["adam"].make(cpu_model.parameters())
+    x, y = torch.randn(16, 32), torch.randn(16, 1)
+    torch.nn.functional.mse_loss(cpu_model(x), y).backward()
+    a.step()
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    b = REGISTRY["adam"].make(gpu_model.parameters())
+    b.load_state_dict(a.state_dict())
+    for p in gpu_model.parameters():
+        assert b.state[p]["step"].device == p.device
+        assert b.state[p]["exp_avg"].device == p.device
+    torch.nn.functional.mse_loss(gpu_model(x.cuda()), y.cuda()).backward()
+    b.step()
+
+
+def test_compiled_step_on_the_gpu_equals_eager():
+    models = _mlp(), _mlp()
+    opts = [REGISTRY["adamw"].make(m.parameters(), lr=torch.tensor(1e-2, device="cuda"))
+            for m in models]
+    step = torch.compile(opts[0].step, fullgraph=True)
+    x, y = torch.randn(16, 32, device="cuda"), torch.randn(16, 1, device="cuda")
+    for t in range(5):
+        for m in models:
+            m.zero_grad()
+            torch.nn.functional.mse_loss(m(x), y).backward()
+        step()
+        opts[1].step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -63,7 +63,8 @@ def _params(dtype, j, shapes=SHAPES):
 def _grads(params, step, none_index=None, grad_fn=None):
     gen = torch.Generator().manual_seed(1000 + step)
     for i, p in enumerate(params):
-        g = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
+        # made on the CPU (one generator for every device), then moved to the parameter's
+        g = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.device, p.dtype)
         p.grad = None if i == none_index else (grad_fn(g) if grad_fn else g)
 
 

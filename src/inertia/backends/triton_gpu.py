@@ -54,6 +54,10 @@ _OPS = {"add": "({} + {})", "sub": "({} - {})", "mul": "({} * {})", "div": "({} 
 
 
 _COMPARE = {"lt", "le", "gt", "ge", "eq", "ne", "and", "or"}
+# float32 division and square root as IEEE rounds them (the CPU kernels and torch do):
+# Triton's ``/`` and ``tl.sqrt`` are approximate on a GPU (2 ulp), which cancellations such
+# as centered RMSprop's sqrt(s - a^2) amplify. float64 ``/`` and sqrt are IEEE already.
+_IEEE_F32 = {"div": "tl.math.div_rn({}, {})", "sqrt": "tl.math.sqrt_rn({})"}
 
 
 def available() -> bool:
@@ -127,7 +131,8 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
             else:
                 elem_lines.append(f"{var} = {load(f's{slot[n.name]}', sdtype)}")
         elif n.kind == "elem":
-            elem_lines.append(f"{var} = {_OPS[n.op].format(*[elem_ref(a) for a in n.args])}")
+            template = (_IEEE_F32.get(n.op) if cd == "tl.float32" else None) or _OPS[n.op]
+            elem_lines.append(f"{var} = {template.format(*[elem_ref(a) for a in n.args])}")
         else:
             scalar_lines.append(f"{var} = {_OPS[n.op].format(*[names[id(a)] for a in n.args])}")
     if reduce:
@@ -241,6 +246,17 @@ def kernel(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
 
 _tables: dict = {}
 _chunks: dict = {}
+_captured: list = []  # (device, pinned host) pairs a captured CUDA graph reads
+
+
+def to_device(host: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``host`` copied to ``device`` without a host synchronisation, and the pinned source,
+    which the caller keeps alive with the copy: a CUDA graph captured while copying replays
+    that copy from the same host memory."""
+    if device.type != "cuda":
+        return host.to(device), host
+    pinned = host.pin_memory()
+    return pinned.to(device, non_blocking=True), pinned
 
 
 def _chunk_table(sizes: tuple[int, ...], device):
@@ -254,11 +270,10 @@ def _chunk_table(sizes: tuple[int, ...], device):
         t = np.repeat(np.arange(len(n)), per)
         first = np.cumsum(per) - per
         start = (np.arange(len(t)) - first[t]) * CHUNK
-        hit = tuple(torch.as_tensor(a, dtype=torch.int64).to(device) for a in (n, t, start))
-        if len(_chunks) > 256:
-            _chunks.clear()
-        _chunks[key] = hit
-    return hit
+        hit = tuple(to_device(torch.as_tensor(a, dtype=torch.int64), device)
+                    for a in (n, t, start))
+        _chunks[key] = hit  # kept for the process: a captured graph may replay its copy
+    return tuple(d for d, _ in hit)
 
 
 def _address_table(params, grads, states, steps, K: int, device):
@@ -272,17 +287,13 @@ def _address_table(params, grads, states, steps, K: int, device):
     hit = _tables.get(key)
     if hit is None:
         host = torch.tensor(rows, dtype=torch.int64).reshape(len(rows), 3 + K)
-        if device.type == "cuda":
-            if torch.cuda.is_current_stream_capturing():
-                raise RuntimeError(
-                    "inertia: new tensors appeared while a CUDA graph was being captured; run "
-                    "one step outside the capture first (a warm-up), as for torch.optim")
-            host = host.pin_memory()
-        hit = host.to(device, non_blocking=True)
-        if len(_tables) > 64:
+        capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if len(_tables) > 64 and not capturing and not _captured:
             _tables.clear()
-        _tables[key] = hit
-    return hit
+        hit = _tables[key] = to_device(host, device)
+        if capturing:  # a graph replays this copy: its pinned source must outlive it
+            _captured.append(hit)
+    return hit[0]
 
 
 def check(k: Kernel, params, grads, states, steps) -> None:

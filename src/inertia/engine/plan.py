@@ -45,6 +45,7 @@ class Bucket:
     hyper: Tensor              # float64, the group's hyperparameters (filled each step)
     bad: Tensor                # int64 per tensor: blocks the non-finite guard skipped
     clip: str | None = None    # the kernel summing squared gradients (max_grad_norm)
+    written: tuple | None = None  # (numbers, their pinned source) last copied into hyper
 
 
 @dataclass(eq=False)

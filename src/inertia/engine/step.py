@@ -157,7 +157,7 @@ def _step(optimizer) -> None:
         guard = group["nonfinite"] == "guard" and not amp
         for b in plan.buckets:
             gmul = _gmul(plan.constant(b.device, group), norm_scale, amp_scale)
-            _fill_hyper(b.hyper, group, plan.graph.hypers)
+            _fill_hyper(b.hyper, group, plan.graph.hypers, b)
             K = len(plan.graph.slots)
             p_, g_, s_, st_ = _bucket_lists(plan, b, params, grads, states, steps, K)
             inputs = skip = None
@@ -237,16 +237,28 @@ def _gmul(sign: Tensor, norm_scale, amp_scale) -> Tensor:
     return g
 
 
-def _fill_hyper(hyper: Tensor, group: dict[str, Any], names: tuple[str, ...]) -> None:
+def _fill_hyper(hyper: Tensor, group: dict[str, Any], names: tuple[str, ...],
+                memo: Any = None) -> None:
+    """Write the group's hyperparameters into the kernels' float64 buffer ``hyper``.
+
+    Numbers are copied only when they changed (a constant learning rate copies nothing;
+    on a GPU a changed one is one small asynchronous copy from pinned memory); tensor
+    hyperparameters are copied on the device every step, so a CUDA graph replays them."""
     values = [hyper_value(group, n) for n in names]
     if not values:
         return
     if all(not isinstance(v, Tensor) for v in values):
-        host = torch.tensor(values, dtype=torch.float64)
+        key = tuple(float(v) for v in values)
+        if memo is not None and memo.written is not None and memo.written[0] == key:
+            return
+        host = torch.tensor(key, dtype=torch.float64)
         if hyper.device.type == "cpu":
             hyper.copy_(host)
         else:
-            hyper.copy_(host.pin_memory(), non_blocking=True)
+            host = host.pin_memory()
+            hyper.copy_(host, non_blocking=True)
+        if memo is not None:
+            memo.written = (key, host)  # the pinned source outlives its copy
         return
     hyper.copy_(torch.stack([v.detach().to(hyper.device, torch.float64).reshape(())
                              if isinstance(v, Tensor)
