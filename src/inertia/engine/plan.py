@@ -79,6 +79,17 @@ class Plan:
         return self.constants[key]
 
 
+def _scalars(group: dict[str, Any]) -> dict[str, Any]:
+    """``group`` with its one-element tensor hyperparameters as 0-d views: an lr given as
+    ``torch.tensor([[1e-3]])`` must scale a tensor, not broadcast it to another shape. Views,
+    so a value filled in place later (a scheduler) is still seen."""
+    def fix(v):
+        return v.reshape(()) if isinstance(v, Tensor) and v.dim() > 0 and v.numel() == 1 else v
+
+    return {k: (tuple(fix(x) for x in v) if isinstance(v, tuple) else fix(v))
+            for k, v in group.items()}
+
+
 def signature(group: dict[str, Any]) -> tuple:
     """What makes two groups the same algorithm besides their numbers."""
     return tuple((k, v) for k, v in group.items()
@@ -181,12 +192,21 @@ def kernels(graph: RuleGraph, device: str, pdtype, sdtype, guard: bool):
 def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool,
           clip: bool) -> Plan:
     """A new plan for ``group``; validates every gradient and creates missing state."""
-    rule = optimizer.rule(group)
+    rule = optimizer.rule(_scalars(group))
     params = group["params"]
     with_grad = tuple(i for i, g in enumerate(grads) if g is not None)
     for i in with_grad:
         _check_gradient(params[i], grads[i], index)
     fused = not (group["fused"] is False or group["foreach"] is False or group["differentiable"])
+    if group["fused"]:
+        # As torch.optim: fused=True is a promise of fused kernels, refused where none runs
+        # (checked at the step, so moving a meta model to a device afterwards works).
+        bad = [params[i] for i in with_grad if params[i].device.type not in ("cpu", "cuda")]
+        if bad:
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices: ['cpu', 'cuda'] but {bad[0].dtype} and "
+                f"{bad[0].device.type}")
     graph = None
     buckets: dict[tuple, list[int]] = {}
     reference: list[int] = []

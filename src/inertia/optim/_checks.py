@@ -33,6 +33,8 @@ def number(what: str, value: Any) -> float:
 
 
 def learning_rate(lr: Any) -> None:
+    if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+        _fail("learning rate", lr, "Tensor lr must be 1-element")  # torch's words, for its tests
     x = number("learning rate", lr)
     if not math.isfinite(x) or x < 0:
         _fail("learning rate", lr, "must be a finite number >= 0")

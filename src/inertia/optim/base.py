@@ -135,13 +135,6 @@ class Optimizer(torch.optim.Optimizer):
                               "inertia optimizers update floating-point or complex tensors")
         if group["fused"] and group["differentiable"]:
             raise RuntimeError("`fused` does not support `differentiable`")
-        if group["fused"]:
-            bad = [p for p in group["params"] if p.device.type not in ("cpu", "cuda")]
-            if bad:
-                raise RuntimeError(
-                    "`fused=True` requires all the params to be floating point Tensors of "
-                    f"supported devices: ['cpu', 'cuda'] but {bad[0].dtype} and "
-                    f"{bad[0].device.type}")
         first = self.param_groups[0]
         if group["max_grad_norm"] != first["max_grad_norm"] or (
                 group["nonfinite"] != first["nonfinite"] and group["max_grad_norm"] is not None):

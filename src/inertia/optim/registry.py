@@ -55,7 +55,7 @@ def _common_bad(lr_ok: dict[str, Any]) -> tuple[BadInput, ...]:
         BadInput({**lr_ok, "lr": "0.1"}, r"Invalid learning rate: '0\.1' \(must be a real number",
                  TypeError),
         BadInput({**lr_ok, "lr": torch.tensor([0.1, 0.2])},
-                 r"Invalid learning rate: tensor\(\[0\.1000, 0\.2000\]\) \(a tensor must have exactly one"),
+                 r"Invalid learning rate: tensor\(\[0\.1000, 0\.2000\]\) \(Tensor lr must be 1-element"),
         BadInput({**lr_ok, "maximize": "yes"}, r"Invalid maximize value: 'yes'", TypeError),
         BadInput({**lr_ok, "differentiable": True, "fused": True},
                  r"`fused` does not support `differentiable`", RuntimeError),
