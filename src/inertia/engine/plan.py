@@ -25,6 +25,7 @@ from torch import Tensor
 from ..backends import ops
 from ..backends.graph import NotTraceable, RuleGraph, trace
 from ..backends.layout import flat
+from . import distributed as D
 from . import state as S
 
 KERNEL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
@@ -45,6 +46,7 @@ class Bucket:
     hyper: Tensor              # float64, the group's hyperparameters (filled each step)
     bad: Tensor                # int64 per tensor: blocks the non-finite guard skipped
     clip: str | None = None    # the kernel summing squared gradients (max_grad_norm)
+    groups: tuple = ()         # per tensor: process groups its sums are added over (sharded)
     written: tuple | None = None  # (numbers, their pinned source) last copied into hyper
 
 
@@ -66,6 +68,7 @@ class Plan:
     rows: list[tuple[int, Any]] = field(default_factory=list)  # (group index, row kernel)
     any_views: bool = False
     any_dense: bool = False
+    any_dtensor: bool = False         # gradients arrive as DTensors: kernels take local shards
     requested_reference: bool = False  # fused=False / differentiable: not a fallback
     constants: dict = field(default_factory=dict)  # (device, sign) -> 0-d float64 tensor
 
@@ -228,6 +231,8 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
                       "CUDA)")
         sdtype = S.state_dtype(group, p)
         if reason is None:
+            if D.is_dtensor(p):  # kernels see this rank's shard
+                p, g, state = D.local(p), D.local(g), {k: D.local(v) for k, v in state.items()}
             if g.is_sparse and group["sparse"] == "lazy":
                 if backend == "cpu" and _rows_ok(graph, p, g) and _kernel_reason(
                         p, p, state, graph.slots, sdtype) is None:
@@ -262,7 +267,8 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
         plan_buckets.append(Bucket(device, pdtype, sdtype, apply, reduce, len(graph.reductions),
                                    start, len(order), hypers[device],
                                    torch.zeros(len(members), dtype=torch.int64, device=device),
-                                   clip_name))
+                                   clip_name,
+                                   tuple(D.reduction_groups(params[i]) for i in members)))
     row_jobs = []
     for i in rows:
         p = params[i]
@@ -278,16 +284,18 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
                 constants[(device, sign)] = torch.tensor(sign, dtype=torch.float64, device=device)
     slots = graph.slots if graph is not None else ()
     fused_params = [params[i] for i in order]
-    states = [optimizer.state[p][k] for p in fused_params for k in slots]  # (after ensure)
+    # (after ensure) the local shards of sharded (DTensor) parameters and state
+    states = [D.local(optimizer.state[p][k]) for p in fused_params for k in slots]
     return Plan(graph=graph, rule=rule, version=optimizer._state_version,
                 signature=signature(group), with_grad=with_grad, order=order,
-                buckets=plan_buckets, params=fused_params, states=states,
+                buckets=plan_buckets, params=[D.local(p) for p in fused_params], states=states,
                 steps=[S.step_of(optimizer, p) for p in fused_params],
                 views=tuple(p.is_complex() for p in fused_params),
                 dense=tuple(grads[i].is_sparse for i in order),
                 reference=reference, rows=row_jobs,
                 any_views=any(p.is_complex() for p in fused_params),
                 any_dense=any(grads[i].is_sparse for i in order),
+                any_dtensor=any(D.is_dtensor(p) for p in fused_params),
                 requested_reference=not fused, constants=constants)
 
 
@@ -322,6 +330,11 @@ def _check_gradient(p: Tensor, g: Tensor, group_index: int) -> None:
     if g.device != p.device:
         raise ValueError(f"Invalid gradient device: {g.device} for a parameter on {p.device} "
                          f"in parameter group {group_index}")
+    if g.is_sparse and D.is_dtensor(p):
+        raise ValueError(f"Invalid gradient layout: a sparse gradient for a sharded (DTensor) "
+                         f"parameter of shape {tuple(p.shape)} in parameter group {group_index} "
+                         "(sparse gradients cannot be sharded: keep this parameter out of "
+                         "fully_shard, or make its gradient dense)")
     if g.is_sparse:
         rows = g._indices()
         if rows.numel():

@@ -34,6 +34,7 @@ from torch import Tensor
 from ..backends import ops
 from ..backends import reference as ref
 from ..backends.graph import hyper_value
+from . import distributed as D
 from . import plan as P
 from . import state as S
 
@@ -67,7 +68,10 @@ def init_group(optimizer, group: dict[str, Any], params: list, grads: list, stat
                                               device=device)
         optimizer._plans[key] = plan
     params.extend(plan.params)
-    grads.extend(all_grads[i] for i in plan.order)
+    if plan.any_dtensor:
+        grads.extend(D.local(all_grads[i]) for i in plan.order)
+    else:
+        grads.extend(all_grads[i] for i in plan.order)
     states.extend(plan.states)
     steps.extend(plan.steps)
     return key
@@ -153,27 +157,40 @@ def _step(optimizer) -> None:
     flagged: list[tuple[Tensor, Tensor]] = []  # (flag, parameter) for the warning
     if skip_all is not None and not amp:
         met_nonfinite.append(skip_all.reshape(()).to(torch.bool))
+    # Reduce passes first (norms of LAMB, LARS...), their sums added across shards in one
+    # all_reduce per process group for the whole step, then the apply passes.
+    calls = []
     for index, group, plan, params, grads, states, steps in jobs:
-        guard = group["nonfinite"] == "guard" and not amp
         for b in plan.buckets:
             gmul = _gmul(plan.constant(b.device, group), norm_scale, amp_scale)
             _fill_hyper(b.hyper, group, plan.graph.hypers, b)
-            K = len(plan.graph.slots)
-            p_, g_, s_, st_ = _bucket_lists(plan, b, params, grads, states, steps, K)
-            inputs = skip = None
+            lists = _bucket_lists(plan, b, params, grads, states, steps, len(plan.graph.slots))
+            sums = None
             if b.reduce is not None:
-                sums = _op("fused_reduce", b.reduce, p_, g_, s_, st_, b.hyper, gmul)
-                inputs = sums[:, :b.reductions]
-                if guard:
-                    skip = (sums[:, b.reductions] > 0).to(torch.int64)
-            fi = None if skip_all is None else skip_all.to(b.device).reshape(())
-            _op("fused_apply", b.apply, p_, g_, s_, st_, b.hyper, inputs, skip, gmul, fi, b.bad)
-            if skip is not None:
-                b.bad.add_(skip)  # tensors the reduce pass refused were skipped whole
-            if not torch.compiler.is_compiling():
-                path_counts[_path_name(b.device)] += 1
+                sums = _op("fused_reduce", b.reduce, *lists, b.hyper, gmul)
+            calls.append((group, plan, b, gmul, lists, sums))
+    sharded = [(sums[i], b.groups[i]) for _, _, b, _, _, sums in calls if sums is not None
+               for i in range(len(b.groups)) if b.groups[i]]
+    if sharded:
+        D.all_reduce_rows([row for row, _ in sharded], [g for _, g in sharded])
+
+    for group, plan, b, gmul, (p_, g_, s_, st_), sums in calls:
+        guard = group["nonfinite"] == "guard" and not amp
+        inputs = skip = None
+        if sums is not None:
+            inputs = sums[:, :b.reductions]
             if guard:
-                met_nonfinite.append((b.bad.sum() > 0).to(optimizer._counter_device()))
+                skip = (sums[:, b.reductions] > 0).to(torch.int64)
+        fi = None if skip_all is None else skip_all.to(b.device).reshape(())
+        _op("fused_apply", b.apply, p_, g_, s_, st_, b.hyper, inputs, skip, gmul, fi, b.bad)
+        if skip is not None:
+            b.bad.add_(skip)  # tensors the reduce pass refused were skipped whole
+        if not torch.compiler.is_compiling():
+            path_counts[_path_name(b.device)] += 1
+        if guard:
+            met_nonfinite.append((b.bad.sum() > 0).to(optimizer._counter_device()))
+    for index, group, plan, params, grads, states, steps in jobs:
+        guard = group["nonfinite"] == "guard" and not amp
         if plan.reference or plan.rows:
             flags = _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale,
                                         skip_all, guard)
@@ -325,18 +342,30 @@ def _all_finite(tensors: list[Tensor]) -> bool:
 def _global_norm(optimizer, jobs) -> Tensor:
     """The L2 norm of every gradient of every group, as one float64 0-d tensor."""
     parts: list[Tensor] = []
+    rows, groups, bucket_sums = [], [], []
     for index, group, plan, params, grads, states, steps in jobs:
         for b in plan.buckets:
             sl = slice(b.start, b.stop)
             one = plan.constant(b.device, None)
             sums = _op("fused_reduce", b.clip, params[sl], grads[sl], [], steps[sl], b.hyper, one)
-            parts.append(sums[:, 0].sum())
+            for i, g in enumerate(b.groups):
+                if g:  # a shard: its squares are added across the mesh first
+                    rows.append(sums[i])
+                    groups.append(g)
+            bucket_sums.append(sums)
         for i in plan.reference + [i for i, _ in plan.rows]:
             g = _values(group["params"][i].grad)
             g = torch.view_as_real(g) if g.is_complex() else g
-            parts.append(torch.linalg.vector_norm(g, dtype=torch.float64) ** 2)
+            square = torch.linalg.vector_norm(g, dtype=torch.float64) ** 2
+            parts.append(square.full_tensor() if D.is_dtensor(square) else square)
+    if rows:  # rows are views of bucket_sums: added across shards in place
+        D.all_reduce_rows(rows, groups)
+    parts += [sums[:, 0].sum() for sums in bucket_sums]
     device = parts[0].device
-    return torch.stack([x.to(device) for x in parts]).sum().sqrt()
+    total_sq = torch.stack([x.to(device) for x in parts]).sum()
+    if optimizer._partition_group is not None:  # ZeRO: each rank holds part of the tensors
+        total_sq = D.add_partitions(total_sq, optimizer._partition_group)
+    return total_sq.sqrt()
 
 
 def _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale, skip_all, guard):

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import engine
+from ..engine import distributed
 from ..engine import state as state_policy
 from ..engine.step import NonFiniteGradientError
 from ..rules.transforms import Transform
@@ -92,6 +93,8 @@ class Optimizer(torch.optim.Optimizer):
         self._pinned: list[set[str]] = []
         self._plans: dict = {}
         self._steps: dict = {}  # step counts kept beside the state (step_in_state=False)
+        # built by torch's ZeroRedundancyOptimizer: its process group (see engine.distributed)
+        self._partition_group = distributed.partition_group()
         self._state_version = 0
         self._grad_norm: Tensor | None = None
         super().__init__(params, defaults)
@@ -157,6 +160,7 @@ class Optimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_constructor_options", set())
         self.__dict__["_plans"] = {}
         self.__dict__["_steps"] = {}  # derived again from the state (see engine.state)
+        self.__dict__.setdefault("_partition_group", None)
         self.__dict__["_state_version"] = self.__dict__.get("_state_version", 0) + 1
         pinned = self.__dict__.setdefault("_pinned", [])
         pinned.extend(set() for _ in range(len(self.param_groups) - len(pinned)))

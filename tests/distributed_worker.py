@@ -1,0 +1,252 @@
+"""The two-process side of ``tests/test_distributed.py`` (gloo, CPU).
+
+Each scenario trains a small MLP for a few steps under FSDP2, DDP or ZeRO with the global
+batch split between the ranks, and records the full parameters at the end, together with
+the same run in one process (every rank computes it: same seeds, same global batch). The
+pytest side compares them. Run by ``torch.multiprocessing.spawn`` once per test module.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+import torch
+import torch.distributed as dist
+
+STEPS = 6
+BATCH = 16
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 8),
+                               torch.nn.Tanh(), torch.nn.Linear(8, 3))
+
+
+def _batches():
+    gen = torch.Generator().manual_seed(1)
+    return [(torch.randn(BATCH, 8, generator=gen), torch.randn(BATCH, 3, generator=gen))
+            for _ in range(STEPS)]
+
+
+def _optimizer(name, params, clip):
+    from inertia.optim.registry import REGISTRY
+
+    info = REGISTRY[name]
+    kwargs = dict(info.configs["default"])
+    if clip:
+        kwargs["max_grad_norm"] = 0.05  # small enough to clip every step
+    return info.cls(params, **kwargs)
+
+
+def _train(model, opt, batches, rank, world, counts=None):
+    """Train on each rank's half of every global batch; with ``counts``, record how many
+    all_reduce calls each optimizer step makes."""
+    for x, y in batches:
+        lo, hi = rank * BATCH // world, (rank + 1) * BATCH // world
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x[lo:hi]), y[lo:hi]).backward()
+        if counts is None:
+            opt.step()
+        else:
+            counts.append(_count_all_reduces(opt.step))
+
+
+def _full(model):
+    out = []
+    for p in model.parameters():
+        p = p.full_tensor() if hasattr(p, "full_tensor") else p
+        out.append(p.detach().flatten().tolist())
+    return out
+
+
+def _reference(name, clip):
+    model = _model()
+    opt = _optimizer(name, model.parameters(), clip)
+    _train(model, opt, _batches(), 0, 1)
+    return _full(model)
+
+
+def _count_all_reduces(step_fn):
+    calls = []
+    original = dist.all_reduce
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    dist.all_reduce = counting
+    try:
+        step_fn()
+    finally:
+        dist.all_reduce = original
+    return len(calls)
+
+
+def scenario(kind, name, clip, rank, world, out_dir):
+    from torch.distributed.device_mesh import init_device_mesh
+
+    model = _model()
+    result = {}
+    if kind == "fsdp2":
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh("cpu", (world,))
+        for m in model:
+            if isinstance(m, torch.nn.Linear):
+                fully_shard(m, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        opt = _optimizer(name, model.parameters(), clip)
+        batches = _batches()
+        counts = []
+        _train(model, opt, batches, rank, world, counts)
+        result["all_reduces_per_step"] = counts
+        result["params"] = _full(model)
+        if name == "lamb" and not clip:
+            result["shard_norms"] = _shard_norm_control(rank, world)
+            _save_checkpoint(model, opt, out_dir, batches, rank, world)
+    elif kind == "replicate":
+        # tensor-parallel style: every parameter a DTensor replicated on every rank, each
+        # rank stepping the whole batch: norms are local, nothing may be all-reduced
+        from torch.distributed.tensor import Replicate, distribute_tensor
+
+        mesh = init_device_mesh("cpu", (world,))
+        for m in model:
+            if isinstance(m, torch.nn.Linear):
+                for pname, param in list(m.named_parameters()):
+                    setattr(m, pname, torch.nn.Parameter(
+                        distribute_tensor(param.detach(), mesh, [Replicate()])))
+        opt = _optimizer(name, model.parameters(), clip)
+        counts = []
+
+        class Replicated(torch.nn.Module):  # plain tensors in and out
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                from torch.distributed.tensor import DTensor
+
+                return self.inner(DTensor.from_local(x, mesh, [Replicate()])).to_local()
+
+        _train(Replicated(model), opt, _batches(), 0, 1, counts)
+        result["all_reduces_per_step"] = counts
+        result["sparse_refused"] = _sparse_is_refused(next(model.parameters()))
+    elif kind == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model)
+        opt = _optimizer(name, ddp.parameters(), clip)
+        _train(ddp, opt, _batches(), rank, world)
+    elif kind == "zero":
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        from inertia.optim.registry import REGISTRY
+
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        info = REGISTRY[name]
+        kwargs = dict(info.configs["default"])
+        if clip:
+            kwargs["max_grad_norm"] = 0.05
+        opt = ZeroRedundancyOptimizer(ddp.parameters(), optimizer_class=info.cls, **kwargs)
+        _train(ddp, opt, _batches(), rank, world)
+    if "params" not in result:
+        result["params"] = _full(model)
+    result["reference"] = _reference(name, clip)
+    return result
+
+
+def _sparse_is_refused(p):
+    from inertia.engine.plan import _check_gradient
+
+    grad = torch.sparse_coo_tensor(torch.tensor([[0]]), torch.ones(1, *p.shape[1:]), p.shape)
+    try:
+        _check_gradient(p, grad, 0)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _shard_norm_control(rank, world):
+    """LAMB stepped on each rank's shards as if they were whole tensors (norms of shards,
+    fairscale #767's bug): the result the comparison must *not* match."""
+    import inertia
+
+    model = _model()
+    shards = []
+    for p in model.parameters():
+        rows = p.shape[0]
+        lo, hi = rank * ((rows + world - 1) // world), min(rows, (rank + 1) * ((rows + world - 1) // world))
+        shards.append(torch.nn.Parameter(p.detach()[lo:hi].clone()))
+    opt = inertia.LAMB(shards, lr=0.01)
+    full = _model()
+    fopt_params = list(full.parameters())
+    for x, y in _batches():
+        for p in fopt_params:
+            p.grad = None
+        torch.nn.functional.mse_loss(full(x), y).backward()
+        for s, p in zip(shards, fopt_params):
+            rows = p.shape[0]
+            lo = rank * ((rows + world - 1) // world)
+            s.grad = p.grad[lo:lo + s.shape[0]].clone()
+        opt.step()
+        with torch.no_grad():
+            for s, p in zip(shards, fopt_params):
+                lo = rank * ((p.shape[0] + world - 1) // world)
+                p[lo:lo + s.shape[0]] = s
+    return [[float(v) for v in s.detach().flatten()] for s in shards]
+
+
+def _save_checkpoint(model, opt, out_dir, batches, rank, world):
+    """Save (model, optimizer) after the run with DCP, train 3 more steps, record them."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    path = os.path.join(out_dir, "dcp")
+    dcp.save({"model": get_model_state_dict(model),
+              "optim": get_optimizer_state_dict(model, opt)}, checkpoint_id=path)
+    _train(model, opt, batches[:3], rank, world)
+    full = _full(model)  # a collective: every rank takes part
+    if rank == 0:
+        with open(os.path.join(out_dir, "after_checkpoint.json"), "w") as f:
+            json.dump(full, f)
+
+
+SCENARIOS = ([("fsdp2", n, False) for n in ("sgd", "momentum", "rmsprop", "adam", "adamw",
+                                             "adagrad", "lion", "lamb", "lars")]
+             + [("fsdp2", n, True) for n in ("adam", "lamb")]
+             + [(k, n, c) for k in ("ddp", "zero") for n in ("adam", "lamb")
+                for c in (False, True)]
+             + [("replicate", "lamb", False), ("replicate", "lars", True)])
+
+
+def main(rank, world, port, out_dir):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    results = {}
+    import warnings
+
+    warnings.simplefilter("ignore")
+    for kind, name, clip in SCENARIOS:
+        key = f"{kind}-{name}{'-clip' if clip else ''}"
+        if os.environ.get("INERTIA_DIST_VERBOSE"):
+            print(rank, key, flush=True)
+        try:
+            results[key] = scenario(kind, name, clip, rank, world, out_dir)
+        except Exception:  # noqa: BLE001 - reported to the test, which fails with it
+            results[key] = {"error": traceback.format_exc()}
+            if os.environ.get("INERTIA_DIST_VERBOSE"):
+                print(results[key]["error"], flush=True)
+        dist.barrier()
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(results, f)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
