@@ -81,6 +81,9 @@ class Optimizer(torch.optim.Optimizer):
     #: engine keeps the count beside the state, see :mod:`inertia.engine.state`).
     step_in_state: bool = True
 
+    # Construction, groups and checkpoints run eagerly even inside a compiled function, as
+    # torch.optim's do: they set attributes the rest of the class reads at once.
+    @torch._disable_dynamo
     def __init__(self, params: Iterable, defaults: dict[str, Any], **options: Any) -> None:
         unknown = set(options) - set(EXTRA_DEFAULTS) - set(STANDARD_DEFAULTS)
         if unknown:
@@ -127,6 +130,7 @@ class Optimizer(torch.optim.Optimizer):
             _checks.positive("max_grad_norm", group["max_grad_norm"])
         self.check(group)
 
+    @torch._disable_dynamo
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         given = set(param_group) if isinstance(param_group, dict) else set()
         super().add_param_group(param_group)
@@ -173,11 +177,13 @@ class Optimizer(torch.optim.Optimizer):
             return set(self.torch_group_keys)
         return set(self.defaults) - set(EXTRA_DEFAULTS)
 
+    @torch._disable_dynamo
     def state_dict(self) -> dict[str, Any]:
         """torch's format: torch's group and state keys exactly, plus an inertia option only
         where it differs from its default (see :mod:`inertia.optim.checkpoint`)."""
         return checkpoint.export(self, super().state_dict())
 
+    @torch._disable_dynamo
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a checkpoint of this optimizer or of torch's optimizer of the same name.
 
