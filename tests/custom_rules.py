@@ -35,6 +35,21 @@ def normalize_by_norm(eps) -> Transform:
     return Transform(T._no_state, update)
 
 
+def scale_by_running_weight(decay) -> Transform:
+    """A per-tensor scalar state (as NAdam's ``mu_product``): ``w <- decay w + 1``;
+    ``u <- u / w``. Kernels read ``w`` during the sweep and write it once per tensor after."""
+    def init(p):
+        import torch
+
+        return {"weight": torch.zeros((), dtype=torch.float32, device=p.device)}
+
+    def update(u, state, p):
+        w = decay * state["weight"] + 1
+        return u / w, {"weight": w}
+
+    return Transform(init, update)
+
+
 class AdaBelief(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0,
                  **options):
@@ -58,5 +73,16 @@ class NormalizedSGD(Optimizer):
                      T.scale_by_learning_rate(group["lr"]))
 
 
+class RunningWeightSGD(Optimizer):
+    def __init__(self, params, lr=1e-2, decay=0.9, **options):
+        super().__init__(params, dict(lr=lr, decay=decay), **options)
+
+    @staticmethod
+    def rule(group):
+        return chain(scale_by_running_weight(group["decay"]), T.trace(0.5),
+                     T.scale_by_learning_rate(group["lr"]))
+
+
 CUSTOM = {"adabelief": (AdaBelief, dict(lr=0.01, weight_decay=0.01)),
-          "normalized-sgd": (NormalizedSGD, dict(lr=0.05))}
+          "normalized-sgd": (NormalizedSGD, dict(lr=0.05)),
+          "scalar-state": (RunningWeightSGD, dict(lr=0.05))}

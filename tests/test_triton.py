@@ -56,7 +56,8 @@ class Run:
             k = triton_gpu.kernel(self.graph, phase, dtype, sdtype, guard=True)
             ops.KERNELS[k.name] = k
             self.kernels[phase] = k
-        self.states = [{**{k: v.to(sdtype) for k, v in self.rule.init(p).items()},
+        self.states = [{**{k: (v if k in self.graph.scalars else v.to(sdtype))
+                            for k, v in self.rule.init(p).items()},
                         "step": torch.zeros(())} for p in self.params]
         self.ref_params = [p.clone() for p in self.params]
         self.ref_states = copy.deepcopy(self.states)
@@ -65,7 +66,7 @@ class Run:
                                   or [0.0], dtype=torch.float64)
 
     def step(self, grads, found_inf=None):
-        flat = [s[k] for s in self.states for k in self.graph.slots]
+        flat = [s[k] for s in self.states for k in self.graph.all_slots]
         steps = [s["step"] for s in self.states]
         gmul = torch.tensor(self.sign, dtype=torch.float64)
         inputs = skip = None
@@ -87,7 +88,7 @@ class Run:
             if i in skip:
                 continue
             torch.testing.assert_close(a, b, **tol)
-            for key in self.graph.slots:
+            for key in self.graph.all_slots:
                 torch.testing.assert_close(self.states[i][key], self.ref_states[i][key], **tol,
                                            msg=key)
             assert float(self.states[i]["step"]) == float(self.ref_states[i]["step"])

@@ -61,6 +61,12 @@ def check(kernel, params, grads, states, steps) -> None:
             raise TypeError(f"Invalid step {t}: a float32 CPU scalar is needed, got {s.dtype}")
         for k in range(K):
             x = states[t * K + k]
+            if k >= K - kernel.scalar_slots:  # per-tensor scalar state: one float32
+                if x.numel() != 1 or x.dtype != torch.float32 or x.device.type != "cpu":
+                    raise ValueError(f"Invalid state {kernel.slots[k]!r} of tensor {t}: "
+                                     f"{x.dtype} {tuple(x.shape)}; a float32 CPU scalar is "
+                                     "needed")
+                continue
             if x.numel() != p.numel() or x.dtype != kernel.sdtype or not flat(x, p):
                 raise ValueError(f"Invalid state {kernel.slots[k]!r} of tensor {t}: "
                                  f"{x.dtype} {tuple(x.shape)}; the kernel needs contiguous "
@@ -104,6 +110,8 @@ def _launch(kernel, params, grads, states, steps, hyper, gmul, inputs=None, skip
     ranges = threads.split(weights, parts)
     # keep every buffer alive until the threads are done
     threads.run(kernel.run, [(args, lo, hi) for lo, hi in ranges])
+    if kernel.finish is not None and kernel.phase != "reduce":
+        kernel.finish(args)  # per-tensor scalar state, once per tensor, after the sweep
     del table, sizes, gm
     return chunks
 

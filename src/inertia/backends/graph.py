@@ -78,7 +78,7 @@ def hyper_value(group: Mapping[str, Any], name: str) -> Any:
 class RuleGraph:
     """One algorithm for one group structure, as expressions over symbolic inputs."""
 
-    slots: tuple[str, ...]              # state keys, in the kernel's slot order
+    slots: tuple[str, ...]              # elementwise state keys, in the kernel's slot order
     written: tuple[str, ...]            # the slots the update changes (the rest are read-only)
     hypers: tuple[str, ...]             # hyperparameters, in the order of the kernel's vector
     outputs: dict[str, Sym]             # "param" and each written slot -> its new value
@@ -86,6 +86,16 @@ class RuleGraph:
     guards: tuple                       # (hyper, op, other, answer) recorded while tracing
     inputs: dict[str, Sym] = field(default_factory=dict)  # "grad", "param", slots, "step"
     key: str = ""                       # a digest of the graph: equal graphs, equal kernels
+    #: per-tensor scalar state (a 0-d float32 tensor per parameter, NAdam's ``mu_product``),
+    #: after the elementwise slots in the kernel's table; the new values are computed once
+    #: per tensor after the sweep (every chunk reads the old ones)
+    scalars: tuple[str, ...] = ()
+    scalars_written: tuple[str, ...] = ()
+
+    @property
+    def all_slots(self) -> tuple[str, ...]:
+        """Every state key the kernels address: elementwise slots, then scalar ones."""
+        return self.slots + self.scalars
 
     def holds(self, group: Mapping[str, Any]) -> bool:
         """Whether ``group`` answers every recorded guard as the traced group did."""
@@ -112,26 +122,35 @@ def trace(rule: Callable[[Mapping[str, Any]], Transform], group: Mapping[str, An
     """Trace ``rule(group)`` for parameters like ``like`` (its shape and dtype only)."""
     sym = SymbolicGroup(group)
     transform = rule(sym)
-    template = transform.init(torch.empty_like(like, device="meta"))
+    # a 2-element probe tells elementwise state (shaped like the parameter) from per-tensor
+    # scalar state (0-d), whatever the shape of the parameters of the group
+    probe = torch.empty((2,), dtype=like.dtype, device="meta")
+    template = transform.init(probe)
     for key, value in template.items():
-        if value.shape != like.shape:
-            raise NotTraceable(f"state {key!r} is not shaped like the parameter")
-    slots = tuple(template)
+        if value.dim() != 0 and value.shape != probe.shape:
+            raise NotTraceable(f"state {key!r} is neither shaped like the parameter nor a scalar")
+    slots = tuple(k for k, v in template.items() if v.dim() != 0)
+    scalars = tuple(k for k, v in template.items() if v.dim() == 0)
     inputs = {"grad": load("grad"), "param": load("param"), "step": step()}
     inputs.update({k: load(k) for k in slots})
-    state = {k: inputs[k] for k in slots}
+    inputs.update({k: Sym("sload", (), "scalar", k) for k in scalars})
+    state = {k: inputs[k] for k in slots + scalars}
     state["step"] = inputs["step"]
     try:
         update, changed = transform.update(inputs["grad"], state, inputs["param"])
     except TypeError as error:  # a truth test on a traced value, an unknown function...
         raise NotTraceable(str(error)) from error
-    unknown = set(changed) - set(slots)
+    unknown = set(changed) - set(slots) - set(scalars)
     if unknown:
         raise NotTraceable(f"the rule changes state it does not create: {sorted(unknown)}")
     outputs = {"param": _as_sym(inputs["param"] + update)}
-    for key in slots:
+    for key in slots + scalars:
         if key in changed and changed[key] is not inputs[key]:
             outputs[key] = _as_sym(changed[key])
+    for key in scalars:
+        if key in outputs and (outputs[key].kind == "elem" or any(
+                n.op == "norm" for n in _topological([outputs[key]]))):
+            raise NotTraceable(f"scalar state {key!r} must be computed from scalars only")
     order = _topological(list(outputs.values()))
     reductions = tuple(n for n in order if n.op == "norm")
     for r in reductions:
@@ -141,7 +160,8 @@ def trace(rule: Callable[[Mapping[str, Any]], Transform], group: Mapping[str, An
     hypers = tuple(name for name in sym.hypers if name in used)
     graph = RuleGraph(slots=slots, written=tuple(k for k in slots if k in outputs),
                       hypers=hypers, outputs=outputs, reductions=reductions,
-                      guards=tuple(sym.guards), inputs=inputs)
+                      guards=tuple(sym.guards), inputs=inputs, scalars=scalars,
+                      scalars_written=tuple(k for k in scalars if k in outputs))
     graph.key = _digest(graph)
     return graph
 
@@ -183,7 +203,8 @@ def _digest(graph: RuleGraph) -> str:
     """A name for the graph's structure: equal digests compute the same thing."""
     order = topological(graph)
     index = {id(n): i for i, n in enumerate(order)}
-    lines = [f"slots {graph.slots} written {graph.written} hypers {graph.hypers}"]
+    lines = [f"slots {graph.slots} written {graph.written} hypers {graph.hypers} "
+             f"scalars {graph.scalars} {graph.scalars_written}"]
     for n in order:
         args = ",".join(f"%{index[id(a)]}" for a in n.args)
         name = repr(n.name) if not (isinstance(n.name, float) and math.isnan(n.name)) else "nan"

@@ -47,17 +47,23 @@ using Kernel = void (*)(const int64_t*, int64_t, int64_t);
 // The layout of the argument array the generated kernels read (numba_cpu.ARGS).
 enum Arg { TENSORS, TABLE, SIZES, CHUNKS, N_CHUNKS, HYPER, INPUTS, OUT, GMUL, SKIP, WIDTH, N_ARGS };
 
-struct Entry { Kernel fn; int64_t slots; c10::ScalarType param; c10::ScalarType state; };
+using Finish = void (*)(const int64_t*);
+// slots: state tensors per parameter; the last `scalars` of them are per-tensor float32
+// scalars (read during the sweep, written by `finish` after it)
+struct Entry { Kernel fn; Finish finish; int64_t slots; int64_t scalars; c10::ScalarType param;
+               c10::ScalarType state; };
 std::mutex mu;
 std::unordered_map<std::string, Entry>& kernels() {
   static std::unordered_map<std::string, Entry> table;
   return table;
 }
 
-void register_kernel(std::string name, int64_t address, int64_t slots, int64_t param, int64_t state) {
+void register_kernel(std::string name, int64_t address, int64_t finish, int64_t slots,
+                     int64_t scalars, int64_t param, int64_t state) {
   std::lock_guard<std::mutex> lock(mu);
-  kernels()[name] = Entry{reinterpret_cast<Kernel>(address), slots,
-                          static_cast<c10::ScalarType>(param), static_cast<c10::ScalarType>(state)};
+  kernels()[name] = Entry{reinterpret_cast<Kernel>(address), reinterpret_cast<Finish>(finish),
+                          slots, scalars, static_cast<c10::ScalarType>(param),
+                          static_cast<c10::ScalarType>(state)};
 }
 
 Entry find(const std::string& name) {
@@ -101,6 +107,12 @@ void check(const Entry& k, at::TensorList params, at::TensorList grads, at::Tens
                      "Invalid step ", t, ": a float32 CPU scalar is needed");
     for (int64_t j = 0; j < K; ++j) {
       const at::Tensor& x = states[t * K + j];
+      if (j >= K - k.scalars) {
+        TORCH_CHECK_VALUE(x.numel() == 1 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
+                          "Invalid scalar state slot ", j, " of tensor ", t,
+                          ": a float32 CPU scalar is needed");
+        continue;
+      }
       TORCH_CHECK_VALUE(x.numel() == p.numel() && x.scalar_type() == k.state && flat(x, p)
                         && x.device().is_cpu(),
                         "Invalid state slot ", j, " of tensor ", t, ": ", x.scalar_type(), " ",
@@ -189,6 +201,7 @@ void fused_apply(std::string kernel, at::TensorList params, at::TensorList grads
   std::vector<int64_t> out(call.n_chunks(), 0);
   call.args[OUT] = reinterpret_cast<int64_t>(out.data());
   call.run(k.fn);
+  if (k.finish != nullptr) k.finish(call.args);  // per-tensor scalar state, after the sweep
   int64_t* b = bad.data_ptr<int64_t>();
   std::fill(b, b + params.size(), 0);
   for (int64_t c = 0; c < call.n_chunks(); ++c) b[call.chunks[3 * c]] += out[c];
@@ -216,7 +229,8 @@ at::Tensor fused_reduce(std::string kernel, at::TensorList params, at::TensorLis
 }  // namespace
 
 TORCH_LIBRARY(inertia_native, m) {
-  m.def("register_kernel(str name, int address, int slots, int param, int state) -> ()", &register_kernel);
+  m.def("register_kernel(str name, int address, int finish, int slots, int scalars, int param, "
+        "int state) -> ()", &register_kernel);
   m.def("set_parallel_min(int elements) -> int", &set_parallel_min);
   m.def("fused_reduce(str kernel, Tensor[] params, Tensor[] grads, Tensor[] states, Tensor[] steps, "
         "Tensor hyper, Tensor gmul, int reductions) -> Tensor", &fused_reduce);
@@ -292,5 +306,7 @@ def _extensions_root() -> str:
 
 def register(name: str, kernel) -> None:
     """Tell the runner the C entry point of generated kernel ``name``."""
-    torch.ops.inertia_native.register_kernel(name, kernel.address, len(kernel.slots),
-                                            _DTYPES[kernel.pdtype], _DTYPES[kernel.sdtype])
+    finish = kernel.finish_address if kernel.phase == "apply" else 0
+    torch.ops.inertia_native.register_kernel(name, kernel.address, finish, len(kernel.slots),
+                                            kernel.scalar_slots, _DTYPES[kernel.pdtype],
+                                            _DTYPES[kernel.sdtype])

@@ -52,8 +52,53 @@ _COMPARE = {"lt", "le", "gt", "ge", "eq", "ne", "and", "or"}
 
 
 def columns(graph: RuleGraph) -> int:
-    """Columns of the tensor table: parameter, gradient, step, then one per state slot."""
-    return 3 + len(graph.slots)
+    """Columns of the tensor table: parameter, gradient, step, then one per state slot
+    (elementwise slots, then per-tensor scalar ones)."""
+    return 3 + len(graph.slots) + len(graph.scalars)
+
+
+def _finish_source(graph: RuleGraph) -> str:
+    """``finish(args)``: the new per-tensor scalar state, once per tensor, after the sweep
+    (during it every chunk reads the old values; one writer per tensor, no race)."""
+    if not graph.scalars_written:
+        return ""
+    order = topological(graph, [graph.outputs[k] for k in graph.scalars_written])
+    names: dict[int, str] = {}
+    lines = []
+    for n in order:
+        if n.op == "const":
+            names[id(n)] = _literal(n.name)
+        elif n.op == "hyper":
+            names[id(n)] = f"h[{graph.hypers.index(n.name)}]"
+        elif n.op == "step":
+            names[id(n)] = "stp"
+        elif n.op == "sload":
+            names[id(n)] = f"ss{graph.scalars.index(n.name)}"
+        else:
+            names[id(n)] = f"v{len(names)}"
+            lines.append(f"{names[id(n)]} = {_OPS[n.op].format(*[names[id(a)] for a in n.args])}")
+    K = len(graph.slots)
+    reads = [f"ss{j} = np.float64(carray(address(tab[t, {3 + K + j}], F32), 1)[0])"
+             for j in range(len(graph.scalars))]
+    writes = [f"carray(address(tab[t, {3 + K + graph.scalars.index(k)}], F32), 1)[0] = "
+              f"np.float32({names[id(graph.outputs[k])]})" for k in graph.scalars_written]
+    body = "\n".join("        " + line for line in reads + lines + writes)
+    return f'''
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def finish(a):
+    T = a[0]
+    tab = carray(address(a[1], I64), (T, {columns(graph)}))
+    h = carray(address(a[5], F64), {max(1, len(graph.hypers))})
+    for t in range(T):
+        stp = np.float64(carray(address(tab[t, 2], F32), 1)[0]) + 1.0
+{body}
+
+
+@cfunc(types.void(types.CPointer(types.int64)), nogil=True, cache=True)
+def finish_entry(args):
+    finish(carray(args, {len(ARGS)}))
+'''
 
 
 def compute_dtype(pdtype: torch.dtype, sdtype: torch.dtype) -> torch.dtype:
@@ -84,7 +129,8 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
     reduce = phase == "reduce"
     rows = phase == "rows"
     gi = "gi" if rows else "i"
-    roots = [r.args[0] for r in graph.reductions] if reduce else list(graph.outputs.values())
+    roots = [r.args[0] for r in graph.reductions] if reduce else [
+        v for k, v in graph.outputs.items() if k not in graph.scalars]
     order = topological(graph, roots)
     names: dict[int, str] = {}
     scalar_lines: list[str] = []   # per tensor, float64
@@ -119,6 +165,9 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
         if n.op == "step":
             names[id(n)] = "stp"
             continue
+        if n.op == "sload":
+            names[id(n)] = f"ss{graph.scalars.index(n.name)}"
+            continue
         if n.op == "norm":
             if reduce:
                 raise AssertionError("the reduce pass stops at the norms' arguments")
@@ -148,6 +197,9 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
     ncol = columns(graph)
     views = "\n".join(f"        s{i} = carray(address(tab[t, {3 + i}], {sm}), n)"
                       for i in range(len(graph.slots)))
+    K = len(graph.slots)
+    views += "".join(f"\n        ss{j} = np.float64(carray(address(tab[t, {3 + K + j}], F32), 1)[0])"
+                     for j in range(len(graph.scalars)))
     loop = "\n".join("                " + line for line in elem_lines + body)
     plain_loop = "\n".join("            " + line for line in elem_lines + body)
     scalars = "\n".join("        " + line for line in scalar_lines) or "        pass"
@@ -254,7 +306,7 @@ def run(a, lo, hi):
        cache=True)
 def entry(args, lo, hi):
     run(carray(args, {len(ARGS)}), lo, hi)
-'''
+{_finish_source(graph) if phase != "reduce" else ""}'''
 
 
 class Kernel:
@@ -265,7 +317,10 @@ class Kernel:
         self.name = module.__name__.rsplit(".", 1)[-1]
         self.run = module.run
         self.address = module.entry.address
-        self.slots = graph.slots
+        self.finish = getattr(module, "finish", None)
+        self.finish_address = module.finish_entry.address if self.finish is not None else 0
+        self.slots = graph.all_slots
+        self.scalar_slots = len(graph.scalars)
         self.reductions = len(graph.reductions)
         self.phase, self.pdtype, self.sdtype, self.guard = phase, pdtype, sdtype, guard
 

@@ -79,7 +79,8 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
 
     cd = "tl.float64" if compute_dtype(pdtype, sdtype) == torch.float64 else "tl.float32"
     reduce = phase == "reduce"
-    roots = [r.args[0] for r in graph.reductions] if reduce else list(graph.outputs.values())
+    roots = [r.args[0] for r in graph.reductions] if reduce else [
+        v for k, v in graph.outputs.items() if k not in graph.scalars]
     order = topological(graph, roots)
     names: dict[int, str] = {}
     scalar_lines: list[str] = []
@@ -120,6 +121,8 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
             names[id(n)] = f"h{graph.hypers.index(n.name)}"
         elif n.op == "step":
             names[id(n)] = "stp"
+        elif n.op == "sload":
+            names[id(n)] = f"ss{graph.scalars.index(n.name)}"
         elif n.op == "norm":
             scalar_lines.append(f"{var} = tl.sqrt(tl.load(inputs + t * {max(R, 1)} + "
                                 f"{reductions[id(n)]}))")
@@ -141,12 +144,16 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
     else:
         body = [store("p_ptr", pdtype, elem_ref(graph.outputs["param"]))]
         body += [store(f"s{slot[k]}", sdtype, elem_ref(graph.outputs[k])) for k in graph.written]
-    ncol = 3 + len(graph.slots)
+    ncol = 3 + len(graph.slots) + len(graph.scalars)
+    K = len(graph.slots)
     ptype = "tl.uint16" if pdtype == torch.bfloat16 else _TL[pdtype]
     stype = "tl.uint16" if sdtype == torch.bfloat16 else _TL[sdtype]
     slot_lines = "\n".join(f"    s{j} = tl.load(table + t * {ncol} + {3 + j}).to(tl.pointer_type({stype}))"
                            for j in range(len(graph.slots)))
     hyper_lines = "\n".join(f"    h{j} = tl.load(hyper + {j})" for j in range(len(graph.hypers)))
+    hyper_lines += "".join(
+        f"\n    ss{j} = tl.load(tl.load(table + t * {ncol} + {3 + K + j})"
+        f".to(tl.pointer_type(tl.float32))).to(tl.float64)" for j in range(len(graph.scalars)))
     ind = "        "
     loop = "\n".join(ind + line for line in elem_lines + body)
     scalars = "\n".join("    " + line for line in scalar_lines)
@@ -220,6 +227,46 @@ def kernel(table, sizes, chunk_t, chunk_start, hyper, inputs, out, gmul, skip, f
 {check}
 {loop}
 {tail}
+{_finish_source(graph, ncol) if not reduce else ""}'''
+
+
+def _finish_source(graph: RuleGraph, ncol: int) -> str:
+    """``finish``: one program per tensor writes its new per-tensor scalar state, after the
+    sweep (during which every program reads the old values)."""
+    if not graph.scalars_written:
+        return ""
+    order = topological(graph, [graph.outputs[k] for k in graph.scalars_written])
+    names: dict[int, str] = {}
+    lines = []
+    for n in order:
+        if n.op == "const":
+            names[id(n)] = _literal(n.name)
+        elif n.op == "hyper":
+            names[id(n)] = f"tl.load(hyper + {graph.hypers.index(n.name)})"
+        elif n.op == "step":
+            names[id(n)] = "stp"
+        elif n.op == "sload":
+            names[id(n)] = f"ss{graph.scalars.index(n.name)}"
+        else:
+            names[id(n)] = f"v{len(names)}"
+            lines.append(f"{names[id(n)]} = {_OPS[n.op].format(*[names[id(a)] for a in n.args])}")
+    K = len(graph.slots)
+    reads = [f"ss{j} = tl.load(tl.load(table + t * {ncol} + {3 + K + j})"
+             f".to(tl.pointer_type(tl.float32))).to(tl.float64)" for j in range(len(graph.scalars))]
+    writes = [f"tl.store(tl.load(table + t * {ncol} + {3 + K + graph.scalars.index(k)})"
+              f".to(tl.pointer_type(tl.float32)), ({names[id(graph.outputs[k])]}).to(tl.float32))"
+              for k in graph.scalars_written]
+    body = "\n".join("    " + line for line in reads + lines + writes)
+    return f'''
+
+@triton.jit
+def finish(table, hyper, found_inf, HAS_FOUND_INF: tl.constexpr):
+    t = tl.program_id(0)
+    if HAS_FOUND_INF:
+        if tl.load(found_inf) != 0:
+            return
+    stp = tl.load(tl.load(table + t * {ncol} + 2).to(tl.pointer_type(tl.float32))).to(tl.float64) + 1.0
+{body}
 '''
 
 
@@ -229,7 +276,9 @@ class Kernel:
     def __init__(self, module, graph: RuleGraph, phase: str, pdtype, sdtype, guard: bool):
         self.name = "t" + module.__name__.rsplit(".", 1)[-1]
         self.fn = module.kernel
-        self.slots = graph.slots
+        self.finish = getattr(module, "finish", None)
+        self.slots = graph.all_slots
+        self.scalar_slots = len(graph.scalars)
         self.reductions = len(graph.reductions)
         self.phase, self.pdtype, self.sdtype, self.guard = phase, pdtype, sdtype, guard
 
@@ -316,6 +365,11 @@ def check(k: Kernel, params, grads, states, steps) -> None:
             raise TypeError(f"Invalid step {t}: a float32 scalar on {p.device} is needed")
         for j in range(K):
             x = states[t * K + j]
+            if j >= K - k.scalar_slots:  # per-tensor scalar state: one float32
+                if x.numel() != 1 or x.dtype != torch.float32 or x.device != p.device:
+                    raise ValueError(f"Invalid state {k.slots[j]!r} of tensor {t}: a float32 "
+                                     f"scalar on {p.device} is needed")
+                continue
             if x.numel() != p.numel() or x.dtype != k.sdtype or not flat(x, p) \
                     or x.device != p.device:
                 raise ValueError(f"Invalid state {k.slots[j]!r} of tensor {t}: {x.dtype} "
@@ -338,6 +392,9 @@ def _launch(k: Kernel, params, grads, states, steps, hyper, gmul, inputs, skip, 
                         dummy if found_inf is None else found_inf,
                         HAS_FOUND_INF=found_inf is not None, HAS_SKIP=skip is not None,
                         CHUNK=CHUNK, BLOCK=min(BLOCK, CHUNK))
+    if k.finish is not None and k.phase != "reduce":  # per-tensor scalar state, after
+        k.finish[(len(params),)](table, hyper, dummy if found_inf is None else found_inf,
+                                 HAS_FOUND_INF=found_inf is not None)
 
 
 def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad):

@@ -141,7 +141,8 @@ def _graph(optimizer, group: dict[str, Any], like: Tensor) -> RuleGraph | None |
 _graphs: dict = {}
 
 
-def _kernel_reason(p: Tensor, g: Tensor, state: dict, slots: tuple, sdtype) -> str | None:
+def _kernel_reason(p: Tensor, g: Tensor, state: dict, slots: tuple, sdtype,
+                   scalars: int = 0) -> str | None:
     real = p.real.dtype if p.is_complex() else p.dtype
     if real not in KERNEL_DTYPES or sdtype not in KERNEL_DTYPES:
         return f"{real} parameters or {sdtype} state have no kernel"
@@ -149,7 +150,11 @@ def _kernel_reason(p: Tensor, g: Tensor, state: dict, slots: tuple, sdtype) -> s
         return "a parameter with gaps or overlaps in memory"
     if not g.is_sparse and not flat(g, p):
         return "a gradient laid out unlike its parameter"
-    for key in slots:
+    for key in slots[len(slots) - scalars:]:
+        value = state.get(key)
+        if value is None or value.dim() != 0 or value.dtype != torch.float32:
+            return f"scalar state {key!r} is not a float32 scalar"
+    for key in slots[:len(slots) - scalars]:
         value = state.get(key)
         if value is None or value.shape != p.shape or not flat(value, p):
             return f"state {key!r} laid out unlike its parameter"
@@ -235,12 +240,13 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
                 p, g, state = D.local(p), D.local(g), {k: D.local(v) for k, v in state.items()}
             if g.is_sparse and group["sparse"] == "lazy":
                 if backend == "cpu" and _rows_ok(graph, p, g) and _kernel_reason(
-                        p, p, state, graph.slots, sdtype) is None:
+                        p, p, state, graph.all_slots, sdtype, len(graph.scalars)) is None:
                     rows.append(i)
                     continue
                 reason = "lazy sparse update of a norm-based rule or of non-row indices"
             else:
-                reason = _kernel_reason(p, g, state, graph.slots, sdtype)
+                reason = _kernel_reason(p, g, state, graph.all_slots, sdtype,
+                                        len(graph.scalars))
         if reason is not None:
             reasons[reason] = reasons.get(reason, 0) + 1
             reference.append(i)
@@ -282,7 +288,7 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
             device = params[i].device
             if (device, sign) not in constants:
                 constants[(device, sign)] = torch.tensor(sign, dtype=torch.float64, device=device)
-    slots = graph.slots if graph is not None else ()
+    slots = graph.all_slots if graph is not None else ()
     fused_params = [params[i] for i in order]
     # (after ensure) the local shards of sharded (DTensor) parameters and state
     states = [D.local(optimizer.state[p][k]) for p in fused_params for k in slots]

@@ -35,12 +35,22 @@ def new_step(p: Tensor, value: float = 0.0) -> Tensor:
     return torch.full((), value, dtype=torch.float32, device=p.device)
 
 
+def scalar_keys(rule) -> set[str]:
+    """The rule's per-tensor scalar state (0-d whatever the parameter's shape, e.g. NAdam's
+    ``mu_product``): kept in float32, as torch keeps it, whatever ``state_dtype`` says."""
+    probe = torch.empty((2,), device="meta")
+    return {k for k, v in rule.init(probe).items() if v.dim() == 0}
+
+
 def template(rule, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
     """``p``'s fresh state without ``step``: the rule's initial values in the state dtype."""
     dtype = group["state_dtype"]
     out = {}
+    scalars = scalar_keys(rule)
     for key, value in rule.init(p).items():
-        if dtype is not None and value.is_floating_point():
+        if key in scalars:
+            out[key] = value
+        elif dtype is not None and value.is_floating_point():
             value = value.to(dtype)
         elif dtype is not None and value.is_complex():
             value = value.to(torch.complex128 if dtype == torch.float64 else torch.complex64)

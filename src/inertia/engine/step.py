@@ -148,7 +148,7 @@ def _step(optimizer) -> None:
     if sum(len(job[2].buckets) for job in jobs) > 1:
         # Several kernel calls: check every one's tensors before the first writes anything.
         for index, group, plan, params, grads, states, steps in jobs:
-            K = len(plan.graph.slots) if plan.graph is not None else 0
+            K = len(plan.graph.all_slots) if plan.graph is not None else 0
             for b in plan.buckets:
                 _op("fused_check", b.apply, *_bucket_lists(plan, b, params, grads, states,
                                                            steps, K))
@@ -164,7 +164,8 @@ def _step(optimizer) -> None:
         for b in plan.buckets:
             gmul = _gmul(plan.constant(b.device, group), norm_scale, amp_scale)
             _fill_hyper(b.hyper, group, plan.graph.hypers, b)
-            lists = _bucket_lists(plan, b, params, grads, states, steps, len(plan.graph.slots))
+            lists = _bucket_lists(plan, b, params, grads, states, steps,
+                                  len(plan.graph.all_slots))
             sums = None
             if b.reduce is not None:
                 sums = _op("fused_reduce", b.reduce, *lists, b.hyper, gmul)
@@ -400,7 +401,7 @@ def _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale, skip_all,
         _fill_hyper(hyper, group, plan.graph.hypers)
         values = g._values().contiguous()
         rows = g._indices()[0].numpy()
-        bad = cpu.rows_apply(kernel, p, values, rows, [state[k] for k in plan.graph.slots],
+        bad = cpu.rows_apply(kernel, p, values, rows, [state[k] for k in plan.graph.all_slots],
                              S.step_of(optimizer, p), hyper, gmul)
         if guard:
             met.append((torch.tensor(bad > 0), p))

@@ -105,7 +105,9 @@ def adopt(opt: "Optimizer", pins: list[dict[str, Any]]) -> None:
             for key, value in state.items():
                 if key == "step" or not isinstance(value, Tensor):
                     continue
-                if value.is_floating_point() and not p.is_complex():
+                if value.dim() == 0 and p.dim() > 0:  # per-tensor scalar state (mu_product)
+                    state[key] = value.to(device=p.device)
+                elif value.is_floating_point() and not p.is_complex():
                     state[key] = value.to(dtype=target, device=p.device)
                 else:
                     state[key] = value.to(device=p.device)
