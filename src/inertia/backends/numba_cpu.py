@@ -24,7 +24,6 @@ gradient from L1, so the check costs almost nothing. Two-pass rules are guarded 
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from . import cache

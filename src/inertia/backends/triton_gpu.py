@@ -157,7 +157,7 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
     ind = "        "
     loop = "\n".join(ind + line for line in elem_lines + body)
     scalars = "\n".join("    " + line for line in scalar_lines)
-    raw_g = (f"bf16_load(g_ptr + i, m)" if pdtype == torch.bfloat16
+    raw_g = ("bf16_load(g_ptr + i, m)" if pdtype == torch.bfloat16
              else "tl.load(g_ptr + i, mask=m, other=0)")
     if reduce:
         head = "\n".join(f"    acc{j} = tl.zeros([BLOCK], dtype=tl.float64)" for j in range(R))

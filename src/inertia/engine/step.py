@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -106,76 +106,108 @@ def _op(name: str, *args):
         raise _Stale() from error
 
 
+class Job(NamedTuple):
+    """One group's part of a step: its plan and the lists its operators take."""
+
+    index: int
+    group: dict
+    plan: Any
+    params: list
+    grads: list
+    states: list
+    steps: list
+
+
 def _step(optimizer) -> None:
     amp_scale = getattr(optimizer, "grad_scale", None)
     found_inf = getattr(optimizer, "found_inf", None)
     amp = found_inf is not None
-    jobs = []
+    jobs: list[Job] = []
     for index, group in enumerate(optimizer.param_groups):
         params, grads, states, steps = [], [], [], []
         key = optimizer._init_group(group, params, grads, states, steps, index, amp)
         if key is not None:
-            jobs.append((index, group, optimizer._plans[key], params, grads, states, steps))
+            plan = optimizer._plans[key]
+            jobs.append(Job(index, group, plan, params, _gathered(plan, grads), states, steps))
     if not jobs:
         return
-    jobs = [(i, g, plan, p, _gathered(plan, grads), s, st)
-            for i, g, plan, p, grads, s, st in jobs]
-    for index, group, plan, *_ in jobs:
+    for job in jobs:
         # Tensors off the kernels are checked here, each step, before anything is written
         # (the operators check their own tensors).
-        for i in plan.reference + [i for i, _ in plan.rows]:
-            P._check_gradient(group["params"][i], group["params"][i].grad, index)
+        for i in job.plan.reference + [i for i, _ in job.plan.rows]:
+            p = job.group["params"][i]
+            P._check_gradient(p, p.grad, job.index)
 
     if not amp and not _policies_allow(optimizer, jobs):
         return  # "skip": nothing changed, counted
 
-    skip_all = found_inf
-    norm_scale = None
-    max_norm = jobs[0][1].get("max_grad_norm")
-    if max_norm is not None:
-        total = _global_norm(optimizer, jobs)
-        if amp_scale is not None:
-            total = total / amp_scale.to(total.device, torch.float64)
-        # into a buffer made at plan time: an attribute set inside torch.compile would be
-        # traced as a side effect, an in-place copy is part of the graph
-        optimizer._grad_norm.copy_(total.to(optimizer._grad_norm.device))
-        norm_scale = torch.clamp(max_norm / (total + CLIP_EPS), max=1.0)
-        if jobs[0][1]["nonfinite"] == "guard" and not amp:
+    skip_all, norm_scale = found_inf, None
+    if jobs[0].group.get("max_grad_norm") is not None:
+        norm_scale, nonfinite_norm = _clip(optimizer, jobs, amp_scale)
+        if jobs[0].group["nonfinite"] == "guard" and not amp:
             # The global norm has read every gradient: a non-finite one skips the whole step
             # (nothing changes) at no extra cost, instead of scaling everything by NaN.
-            skip_all = ~torch.isfinite(total)
+            skip_all = nonfinite_norm
 
-    if sum(len(job[2].buckets) for job in jobs) > 1:
+    if sum(len(job.plan.buckets) for job in jobs) > 1:
         # Several kernel calls: check every one's tensors before the first writes anything.
-        for index, group, plan, params, grads, states, steps in jobs:
-            K = len(plan.graph.all_slots) if plan.graph is not None else 0
-            for b in plan.buckets:
-                _op("fused_check", b.apply, *_bucket_lists(plan, b, params, grads, states,
-                                                           steps, K))
+        for job in jobs:
+            for b in job.plan.buckets:
+                _op("fused_check", b.apply, *_bucket_lists(job, b))
 
-    met_nonfinite: list[Tensor] = []
+    met: list[Tensor] = []  # one flag per kernel call / tensor: a non-finite value was met
     flagged: list[tuple[Tensor, Tensor]] = []  # (flag, parameter) for the warning
     if skip_all is not None and not amp:
-        met_nonfinite.append(skip_all.reshape(()).to(torch.bool))
-    # Reduce passes first (norms of LAMB, LARS...), their sums added across shards in one
-    # all_reduce per process group for the whole step, then the apply passes.
+        met.append(skip_all.reshape(()).to(torch.bool))
+    met += _run_buckets(optimizer, jobs, norm_scale, amp_scale, skip_all, amp)
+    for job in jobs:
+        if job.plan.reference or job.plan.rows:
+            guard = job.group["nonfinite"] == "guard" and not amp
+            flags = _reference_and_rows(optimizer, job, norm_scale, amp_scale, skip_all, guard)
+            met += [f for f, _ in flags]
+            flagged += flags
+    if met:
+        any_met = torch.stack(met).any() if len(met) > 1 else met[0]
+        counter = optimizer.nonfinite_counter()
+        counter.add_(any_met.to(counter.device, torch.int64))
+        if counter.device.type == "cpu" and not torch.compiler.is_compiling() and bool(any_met):
+            _warn_first_nonfinite(optimizer, jobs, flagged)
+
+
+def _clip(optimizer, jobs: list[Job], amp_scale) -> tuple[Tensor, Tensor]:
+    """The clipping coefficient (torch's: ``max_norm / (norm + 1e-6)``, at most 1) and
+    whether the global norm is non-finite, both device tensors."""
+    total = _global_norm(optimizer, jobs)
+    if amp_scale is not None:
+        total = total / amp_scale.to(total.device, torch.float64)
+    # into a buffer made at plan time: an attribute set inside torch.compile would be traced
+    # as a side effect, an in-place copy is part of the graph
+    optimizer._grad_norm.copy_(total.to(optimizer._grad_norm.device))
+    max_norm = jobs[0].group["max_grad_norm"]
+    return torch.clamp(max_norm / (total + CLIP_EPS), max=1.0), ~torch.isfinite(total)
+
+
+def _run_buckets(optimizer, jobs: list[Job], norm_scale, amp_scale, skip_all, amp) -> list:
+    """Every kernel call: the reduce passes first (norms of LAMB, LARS...), their sums
+    added across shards in one all_reduce per process group for the whole step, then the
+    apply passes. Returns the non-finite flags of the guarded calls."""
     calls = []
-    for index, group, plan, params, grads, states, steps in jobs:
-        for b in plan.buckets:
-            gmul = _gmul(plan.constant(b.device, group), norm_scale, amp_scale)
-            _fill_hyper(b.hyper, group, plan.graph.hypers, b)
-            lists = _bucket_lists(plan, b, params, grads, states, steps,
-                                  len(plan.graph.all_slots))
+    for job in jobs:
+        for b in job.plan.buckets:
+            gmul = _gmul(job.plan.constant(b.device, job.group), norm_scale, amp_scale)
+            _fill_hyper(b.hyper, job.group, job.plan.graph.hypers, b)
+            lists = _bucket_lists(job, b)
             sums = None
             if b.reduce is not None:
                 sums = _op("fused_reduce", b.reduce, *lists, b.hyper, gmul)
-            calls.append((group, plan, b, gmul, lists, sums))
-    sharded = [(sums[i], b.groups[i]) for _, _, b, _, _, sums in calls if sums is not None
+            calls.append((job.group, b, gmul, lists, sums))
+    sharded = [(sums[i], b.groups[i]) for _, b, _, _, sums in calls if sums is not None
                for i in range(len(b.groups)) if b.groups[i]]
     if sharded:
         D.all_reduce_rows([row for row, _ in sharded], [g for _, g in sharded])
 
-    for group, plan, b, gmul, (p_, g_, s_, st_), sums in calls:
+    met = []
+    for group, b, gmul, lists, sums in calls:
         guard = group["nonfinite"] == "guard" and not amp
         inputs = skip = None
         if sums is not None:
@@ -183,26 +215,14 @@ def _step(optimizer) -> None:
             if guard:
                 skip = (sums[:, b.reductions] > 0).to(torch.int64)
         fi = None if skip_all is None else skip_all.to(b.device).reshape(())
-        _op("fused_apply", b.apply, p_, g_, s_, st_, b.hyper, inputs, skip, gmul, fi, b.bad)
+        _op("fused_apply", b.apply, *lists, b.hyper, inputs, skip, gmul, fi, b.bad)
         if skip is not None:
             b.bad.add_(skip)  # tensors the reduce pass refused were skipped whole
         if not torch.compiler.is_compiling():
             path_counts[_path_name(b.device)] += 1
         if guard:
-            met_nonfinite.append((b.bad.sum() > 0).to(optimizer._counter_device()))
-    for index, group, plan, params, grads, states, steps in jobs:
-        guard = group["nonfinite"] == "guard" and not amp
-        if plan.reference or plan.rows:
-            flags = _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale,
-                                        skip_all, guard)
-            met_nonfinite += [f for f, _ in flags]
-            flagged += flags
-    if met_nonfinite:
-        met = torch.stack(met_nonfinite).any() if len(met_nonfinite) > 1 else met_nonfinite[0]
-        counter = optimizer.nonfinite_counter()
-        counter.add_(met.to(counter.device, torch.int64))
-        if counter.device.type == "cpu" and not torch.compiler.is_compiling() and bool(met):
-            _warn_first_nonfinite(optimizer, jobs, flagged)
+            met.append((b.bad.sum() > 0).to(optimizer._counter_device()))
+    return met
 
 
 def _path_name(device: torch.device) -> str:
@@ -211,14 +231,15 @@ def _path_name(device: torch.device) -> str:
     return f"{device.type}:triton"
 
 
-def _bucket_lists(plan, b, params, grads, states, steps, K: int):
+def _bucket_lists(job: Job, b) -> tuple[list, list, list, list]:
     """The operator arguments of bucket ``b``: its params, grads, flat states and steps."""
+    K = len(job.plan.graph.all_slots)
     sl = slice(b.start, b.stop)
-    p_, g_, st_ = params[sl], grads[sl], steps[sl]
-    s_ = states[b.start * K:b.stop * K]
-    if plan.any_views:
-        p_ = _real_views(p_, plan.views[sl], 1)
-        s_ = _real_views(s_, plan.views[sl], K, each=K)
+    p_, g_, st_ = job.params[sl], job.grads[sl], job.steps[sl]
+    s_ = job.states[b.start * K:b.stop * K]
+    if job.plan.any_views:
+        p_ = _real_views(p_, job.plan.views[sl])
+        s_ = _real_views(s_, job.plan.views[sl], each=K)
     return p_, g_, s_, st_
 
 
@@ -237,7 +258,7 @@ def _gathered(plan, grads: list) -> list:
     return out
 
 
-def _real_views(tensors: list, flags: tuple, K: int, each: int = 1) -> list:
+def _real_views(tensors: list, flags: tuple, each: int = 1) -> list:
     out = []
     for i, t in enumerate(tensors):
         out.append(torch.view_as_real(t) if flags[i // each] and t.is_complex() else t)
@@ -284,21 +305,20 @@ def _fill_hyper(hyper: Tensor, group: dict[str, Any], names: tuple[str, ...],
                              for v in values]))
 
 
-def _policies_allow(optimizer, jobs) -> bool:
+def _policies_allow(optimizer, jobs: list[Job]) -> bool:
     """``"raise"``/``"skip"``: one read of every gradient of those groups before any write."""
-    checked = [(index, group, grads) for index, group, _, _, grads, _, _ in jobs
-               if group["nonfinite"] in ("raise", "skip")]
     skipped = False
-    for index, group, grads in checked:
-        plan = jobs[[j[0] for j in jobs].index(index)][2]
-        values = [_values(g) for g in grads] + [_values(group["params"][i].grad)
-                                                for i in plan.reference]
-        values += [_values(group["params"][i].grad) for i, _ in plan.rows]
+    for job in jobs:
+        if job.group["nonfinite"] not in ("raise", "skip"):
+            continue
+        others = job.plan.reference + [i for i, _ in job.plan.rows]
+        values = [_values(g) for g in job.grads]
+        values += [_values(job.group["params"][i].grad) for i in others]
         if _all_finite(values):
             continue
-        if group["nonfinite"] == "raise":
+        if job.group["nonfinite"] == "raise":
             raise NonFiniteGradientError(
-                f"non-finite gradient in parameter group {index}; nothing was updated "
+                f"non-finite gradient in parameter group {job.index}; nothing was updated "
                 "(pass nonfinite='skip' to skip such steps, or 'guard' to skip only the "
                 "affected blocks)")
         skipped = True
@@ -340,15 +360,17 @@ def _all_finite(tensors: list[Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in rest)
 
 
-def _global_norm(optimizer, jobs) -> Tensor:
+def _global_norm(optimizer, jobs: list[Job]) -> Tensor:
     """The L2 norm of every gradient of every group, as one float64 0-d tensor."""
     parts: list[Tensor] = []
     rows, groups, bucket_sums = [], [], []
-    for index, group, plan, params, grads, states, steps in jobs:
+    for job in jobs:
+        plan, group = job.plan, job.group
         for b in plan.buckets:
             sl = slice(b.start, b.stop)
             one = plan.constant(b.device, None)
-            sums = _op("fused_reduce", b.clip, params[sl], grads[sl], [], steps[sl], b.hyper, one)
+            sums = _op("fused_reduce", b.clip, job.params[sl], job.grads[sl], [],
+                       job.steps[sl], b.hyper, one)
             for i, g in enumerate(b.groups):
                 if g:  # a shard: its squares are added across the mesh first
                     rows.append(sums[i])
@@ -369,8 +391,11 @@ def _global_norm(optimizer, jobs) -> Tensor:
     return total_sq.sqrt()
 
 
-def _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale, skip_all, guard):
+def _reference_and_rows(optimizer, job: Job, norm_scale, amp_scale, skip_all, guard):
     """The tensors no dense kernel takes: the reference path and the lazy row kernel."""
+    from ..backends import cpu
+
+    group, plan = job.group, job.plan
     met = []
     lazy = group["sparse"] == "lazy"
     for i in plan.reference:
@@ -389,8 +414,6 @@ def _reference_and_rows(optimizer, group, plan, norm_scale, amp_scale, skip_all,
         if not torch.compiler.is_compiling():
             path_counts["reference:requested" if plan.requested_reference else "reference"] += 1
     for i, kernel in plan.rows:
-        from ..backends import cpu
-
         p = group["params"][i]
         g = p.grad.coalesce()
         if skip_all is not None and bool(skip_all):
@@ -414,14 +437,14 @@ def _warn_first_nonfinite(optimizer, jobs, flagged) -> None:
         return
     optimizer._warned_nonfinite = True
     hit = None
-    for index, group, plan, params, grads, states, steps in jobs:
-        for b in plan.buckets:
+    for job in jobs:
+        for b in job.plan.buckets:
             rows = b.bad.nonzero().flatten().tolist()
             if rows and hit is None:
-                hit = (index, params[b.start + rows[0]])
+                hit = (job.index, job.group["params"][job.plan.order[b.start + rows[0]]])
         for flag, p in flagged:
-            if hit is None and bool(flag) and any(p is q for q in group["params"]):
-                hit = (index, p)
+            if hit is None and bool(flag) and any(p is q for q in job.group["params"]):
+                hit = (job.index, p)
     if hit is None:
         what = ("non-finite gradient norm: the whole step was skipped (nonfinite='guard' with "
                 "max_grad_norm)")

@@ -5,7 +5,8 @@ the classes only manage state and parameter groups (:mod:`inertia.optim.base`).
 """
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
-from .base import NonFiniteGradientError, Optimizer
+from ..engine import NonFiniteGradientError
+from .base import Optimizer
 from .layerwise import LAMB, LARS
 from .lion import Lion
 from .rmsprop import RMSprop

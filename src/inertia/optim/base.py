@@ -18,7 +18,6 @@ from torch import Tensor
 from .. import engine
 from ..engine import distributed
 from ..engine import state as state_policy
-from ..engine.step import NonFiniteGradientError
 from ..rules.transforms import Transform
 from . import _checks, checkpoint
 
