@@ -1,0 +1,66 @@
+"""Small models train several at a time in worker processes, with the same results as one by one."""
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+import torch
+
+from inertia.lab import OptimizerSpec, api, workloads
+from inertia.lab.running import pool
+from inertia.lab.workloads.tensors import LabNote
+
+
+def _user_workload():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 6, generator=gen)
+    Y = (X[:, :3].sum(1) > 0).long()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LabNote)
+        # a closure over local tensors and a lambda: only cloudpickle can send this to a worker
+        return api.Workload.from_tensors("closure", model=lambda: torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(),
+                                                                                     torch.nn.Linear(8, 2)),
+                                         X=X, Y=Y, target=0.8, steps=20, batch_size=32)
+
+
+def test_parallel_runs_equal_sequential_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(pool, "POOL_WORTH_S", 0.0)  # these runs are too short to be worth a pool otherwise
+    work = _user_workload()
+    entries, seeds = ["adam:lr=0.01", "sgd:lr=0.1"], [0, 1]
+    one = api.compare([work, "valley"], entries, seeds=seeds, out=tmp_path / "one", jobs=1, steps=20)
+    two = api.compare([work, "valley"], entries, seeds=seeds, out=tmp_path / "two", jobs=2, steps=20)
+    a, b = api.load_runs(tmp_path / "one" / "runs.sqlite"), api.load_runs(tmp_path / "two" / "runs.sqlite")
+    key = ["workload", "optimizer", "seed"]
+    a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
+    for col in ("final_metric", "val_final", "final_loss", "steps_to_target", "outcome"):
+        pd.testing.assert_series_equal(a[col], b[col])  # single-threaded either way: identical numbers
+    assert set(a["concurrency"]) == {1}
+    # the first run of each workload trains alone (measured, clean timing), the rest two at a time
+    assert sorted(b["concurrency"]) == [1, 1] + [2] * (len(b) - 2)
+    assert list(one["optimizer"]) == list(two["optimizer"])
+    md = (tmp_path / "two" / "report.md").read_text()
+    assert "shared the machine" in md
+
+
+def test_what_goes_to_the_pool():
+    valley, minibatch = workloads.get("valley"), workloads.get("minibatch")
+    assert pool.parallel_ok(valley, None, None)
+    assert not pool.parallel_ok(minibatch, None, None)  # ranked by seconds: timed one run at a time
+    assert not pool.parallel_ok(valley, None, 2)  # two threads per run use the cores themselves
+    tasks = [pool.Task(valley, OptimizerSpec("sgd"), s) for s in range(3)] + [pool.Task(minibatch, OptimizerSpec("sgd"), 0)]
+    pooled, here, jobs = pool.split(tasks, None, None, 2)
+    assert len(pooled) == 3 and len(here) == 1 and jobs == 2
+    assert pool.split(tasks, None, None, 1)[2] == 1
+    assert pool.split(tasks[:1], None, None, 4)[0] == []  # a pool for one run is not worth starting
+
+
+def test_a_pool_is_started_only_when_worth_it(monkeypatch):
+    started = []
+    monkeypatch.setattr(pool, "_pooled", lambda tasks, n, device, threads: started.append(len(tasks)) or iter(()))
+    valley = workloads.get("valley").with_budget(5)
+    tasks = [pool.Task(valley, OptimizerSpec("sgd"), s) for s in range(4)]
+    recs = list(pool.run_all(tasks, jobs=2))
+    assert started == [] and len(recs) == 4  # four runs of a few milliseconds: all here
+    monkeypatch.setattr(pool, "POOL_WORTH_S", 0.0)
+    recs = list(pool.run_all(tasks, jobs=2))
+    assert started == [3] and len(recs) == 1  # the first measured here, the other three sent to the pool
