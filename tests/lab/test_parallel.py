@@ -64,3 +64,56 @@ def test_a_pool_is_started_only_when_worth_it(monkeypatch):
     monkeypatch.setattr(pool, "POOL_WORTH_S", 0.0)
     recs = list(pool.run_all(tasks, jobs=2))
     assert started == [3] and len(recs) == 1  # the first measured here, the other three sent to the pool
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for stat in __import__("glob").glob("/proc/[0-9]*/stat"):
+        try:
+            fields = open(stat).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.split("/")[2]))
+    return out
+
+
+def test_workers_end_when_the_comparison_is_killed(tmp_path):
+    """After kill -9 of the main process, no worker keeps training runs nobody will store."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    if not os.path.exists("/proc"):
+        pytest.skip("needs /proc to find the worker processes")
+    script = tmp_path / "pooled.py"
+    script.write_text(
+        "from inertia.lab import workloads\n"
+        "from inertia.lab.specs import parse_optimizer\n"
+        "from inertia.lab.running import pool\n"
+        "w = workloads.get('rosenbrock').with_budget(10 ** 6)\n"
+        "tasks = [pool.Task(w, parse_optimizer('sgd'), s) for s in range(4)]\n"
+        "print('pool', flush=True)\n"
+        "for rec in pool._pooled(tasks, 2, None, None):\n"
+        "    print('run done', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "pool"
+    deadline, workers = time.time() + 60, set()
+    while time.time() < deadline and len(workers) < 3:  # two workers and loky's resource tracker
+        workers = _children(proc.pid)
+        time.sleep(0.2)
+    time.sleep(1.0)  # let the workers start their runs
+    assert workers, "no worker processes started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(os.path.exists(f"/proc/{w}") for w in workers):
+        time.sleep(0.2)
+    alive = [w for w in workers if os.path.exists(f"/proc/{w}")]
+    for w in alive:  # clean up before failing, so a failure leaves nothing running
+        os.kill(w, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived the killed comparison"

@@ -17,7 +17,8 @@ the machine while it trained (:attr:`~inertia.lab.records.RunRecord.concurrency`
 report mistakes a shared-machine timing for a clean one.
 
 Workers are joblib's loky processes: fresh interpreters (no fork of a process holding
-OpenMP or numba threads), reused across comparisons. A registry workload is rebuilt in
+OpenMP or numba threads), reused across comparisons, and ended when the comparison ends
+or dies (:func:`_watch_parent`). A registry workload is rebuilt in
 the worker from its name and options; a user workload travels by cloudpickle, closures
 and data included.
 """
@@ -79,6 +80,25 @@ def _rebuild(portable: Any) -> Workload:
     from ..workloads import get
 
     return get(name, **options).with_budget(steps, eval_every)
+
+
+def _watch_parent(parent: int) -> None:
+    """Run in every worker as it starts: end the worker when the comparison that started it dies.
+
+    joblib's loky ends its workers on a normal exit or Ctrl-C; after ``kill -9`` they would
+    keep training runs nobody will store, then idle. A daemon thread sees the parent go
+    (the worker is re-parented) within a second and exits the process. ``parent`` is the
+    comparison's pid, passed in, since it may already be gone when the worker starts.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="inertia-parent-watch", daemon=True).start()
 
 
 def _work(portable: Any, spec: OptimizerSpec, seed: int, device: str | None, threads: int | None,
@@ -145,10 +165,19 @@ def run_all(tasks: Iterable[Task], *, device: str | None = None, threads: int | 
 
 
 def _pooled(tasks: list[Task], jobs: int, device: str | None, threads: int | None) -> Iterator[RunRecord]:
-    from joblib import Parallel, delayed, parallel_config
+    from concurrent.futures import as_completed
+
+    from joblib.externals.loky import get_reusable_executor
 
     # one torch/OpenMP thread per worker from its very start (the runner sets it per run too)
-    with parallel_config(backend="loky", inner_max_num_threads=1):
-        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(_work)(_portable(t.workload), t.spec, t.seed, device, threads, jobs) for t in tasks)
-        yield from results
+    env = {var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    executor = get_reusable_executor(max_workers=jobs, env=env, initializer=_watch_parent, initargs=(os.getpid(),))
+    futures = [executor.submit(_work, _portable(t.workload), t.spec, t.seed, device, threads, jobs) for t in tasks]
+    try:
+        for done in as_completed(futures):
+            yield done.result()
+    except BaseException:  # Ctrl-C, or the caller stopped early: no run keeps training for nobody
+        for f in futures:
+            f.cancel()
+        executor.shutdown(wait=False, kill_workers=True)
+        raise
