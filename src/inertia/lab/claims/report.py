@@ -123,7 +123,8 @@ def document(table: pd.DataFrame, curves: pd.DataFrame, out: Path, meta: dict[st
         doc.add(Heading(f"“{quote}”"),
                 Paragraph(f"**{BADGE[v.status]}**: tested as: {v.claim} ({v.scenario}).", "verdict", terminal=True),
                 Paragraph(v.reason),
-                _table(pd.DataFrame(v.per_seed), rows["metric"].iloc[0]))
+                _table(pd.DataFrame(v.per_seed).rename(columns={f: f"{f} (lr {fmt.lr(lr)})" for f, lr in v.lrs.items()}),
+                       rows["metric"].iloc[0]))
     doc.add(Heading("Which optimizer to pick"),
             Paragraph("From these runs only (a small budget: treat as evidence, not law).", "note"),
             Bullets(recommendations(table), terminal=True))

@@ -25,6 +25,7 @@ class Verdict:
     status: str
     reason: str
     per_seed: list[dict[str, Any]] = field(default_factory=list)
+    lrs: dict[str, float] = field(default_factory=dict)  # the learning rate of each family's column
 
 
 def _score(value: float, hib: bool) -> float:
@@ -110,7 +111,7 @@ def verdict_fastest(table: pd.DataFrame, scenario: str = "image", claimed: str =
               f"end, each optimizer at its fastest learning rate (chosen on validation): {speed}. {claimed} was strictly fastest on "
               f"{sum(o is True for o in outcomes)} of {len(outcomes)} seeds"
               f"{_ties(outcomes)}.")
-    return Verdict(f"{claimed} reaches {target:.0%} fastest", scenario, status, reason, per_seed)
+    return Verdict(f"{claimed} reaches {target:.0%} fastest", scenario, status, reason, per_seed, lrs)
 
 
 def _steps(rows: pd.DataFrame, family: str, lr: float) -> str:
@@ -145,7 +146,7 @@ def verdict_best_final(table: pd.DataFrame, scenario: str = "image", claimed: st
     reason = (f"Final test {metric} (mean over seeds), each optimizer at its best learning rate on validation: {means}. "
               f"{claimed} was strictly best on {sum(o is True for o in outcomes)} of {len(outcomes)} seeds"
               f"{_ties(outcomes, 'exact tie')}.")
-    return Verdict(f"{claimed} generalises best (final test {metric})", scenario, status, reason, per_seed)
+    return Verdict(f"{claimed} generalises best (final test {metric})", scenario, status, reason, per_seed, lrs)
 
 
 def _mean_final(rows: pd.DataFrame, family: str, lr: float) -> float | None:
@@ -180,10 +181,10 @@ def verdict_defaults(table: pd.DataFrame, scenario: str = "text", works: str = "
         needs = at_default[needs_tuning] < tuned.get(needs_tuning, -math.inf) - tol
         ok = None if math.isnan(at_default[works]) or math.isnan(at_default[needs_tuning]) else (works_ok and needs)
         outcomes.append(ok)
-        per_seed.append({"seed": int(seed), f"{works} at default": _raw(at_default[works], hib),
-                         f"{needs_tuning} at default": _raw(at_default[needs_tuning], hib),
+        per_seed.append({"seed": int(seed), f"{works} at default lr {defaults[works]:g}": _raw(at_default[works], hib),
+                         f"{needs_tuning} at default lr {defaults[needs_tuning]:g}": _raw(at_default[needs_tuning], hib),
                          "best tuned": _raw(max(tuned.values()), hib),
-                         f"{needs_tuning} tuned": _raw(tuned.get(needs_tuning, -math.inf), hib),
+                         f"{needs_tuning} tuned (lr {lrs.get(needs_tuning, math.nan):g})": _raw(tuned.get(needs_tuning, -math.inf), hib),
                          f"{works} ok": bool(works_ok), f"{needs_tuning} needs tuning": bool(needs)})
     status = _status(outcomes)
     _holds(per_seed, outcomes)

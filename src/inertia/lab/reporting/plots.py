@@ -29,6 +29,7 @@ from .document import Figure  # noqa: E402
 
 DPI = 110
 STYLES = ("-", "--", "-.", ":")
+MAX_PANELS = 16  # trajectory panels per figure
 
 
 def legend_label(label: str, lr: float | None, source: str = "entry") -> str:
@@ -224,8 +225,9 @@ def time_to_target(summary: pd.DataFrame, frame: pd.DataFrame, colors, legends, 
 def trajectories(groups, colors, legends, info, path: Path) -> Figure:
     """Each entry's paths (all seeds) over the workload's contour plot, one panel per entry."""
     contour = (info.get("extras") or {}).get("contour")
-    labels = list(groups)
-    cols = min(2, len(labels))
+    labels = list(groups)[:MAX_PANELS]  # groups come in rank order: the best entries are shown
+    left_out = len(groups) - len(labels)
+    cols = min(len(labels), 2 if len(labels) <= 4 else 4)
     rows = math.ceil(len(labels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.9 * rows), squeeze=False)
     for ax in axes.ravel()[len(labels):]:
@@ -261,7 +263,7 @@ def trajectories(groups, colors, legends, info, path: Path) -> Figure:
     fig.tight_layout()
     minimum = (contour or {}).get("minimum")
     alt = (f"Paths of the parameters (x, y) over the contour lines of the loss, minimum at {tuple(minimum) if minimum else 'n/a'}: "
-           + "; ".join(words) + ".")
+           + "; ".join(words) + "." + (f" The {left_out} lowest-ranked entries are not drawn." if left_out else ""))
     return Figure(_save(fig, path), "Trajectories on the contours", alt)
 
 
