@@ -45,7 +45,7 @@ verdicts: "A beats B" needs an exact rank test over seeds, Holm-corrected, below
 With no arguments, `inertia compare` runs the lesson's headline comparison (Adam, RMSprop,
 Momentum, SGD on mnist-cnn and valley, 3 seeds; about a minute on 2 cores) into
 ./inertia-report/. Small models train single-threaded, --jobs at a time (default: one per
-core). Results go to DIR/runs.sqlite; rerunning the same command skips finished runs, so an
+core that other work leaves idle). Results go to DIR/runs.sqlite; rerunning the same command skips finished runs, so an
 interrupted comparison resumes.
 """
 
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--db", default=None, help="results database (default OUT/runs.sqlite)")
     c.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     c.add_argument("--jobs", type=_positive, default=None,
-                   help="runs at a time for small models, in worker processes (default: one per core; 1: one by one)")
+                   help="runs at a time for small models, in worker processes (default: one per idle core; 1: one by one)")
     c.add_argument("--threads", type=_positive, default=None,
                    help="torch threads per run (default: the workload's choice, 1 for small models)")
     c.add_argument("--title", default="", help="report title")

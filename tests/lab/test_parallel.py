@@ -117,3 +117,22 @@ def test_workers_end_when_the_comparison_is_killed(tmp_path):
     for w in alive:  # clean up before failing, so a failure leaves nothing running
         os.kill(w, signal.SIGKILL)
     assert not alive, f"workers {alive} outlived the killed comparison"
+
+
+def test_by_default_a_busy_machine_gets_no_pool(monkeypatch):
+    started = []
+    monkeypatch.setattr(pool, "_pooled", lambda tasks, n, device, threads: started.append((len(tasks), n)) or iter(()))
+    monkeypatch.setattr(pool, "POOL_WORTH_S", 0.0)
+    monkeypatch.setattr(pool, "cpus", lambda: 2)
+    valley = workloads.get("valley").with_budget(5)
+    tasks = [pool.Task(valley, OptimizerSpec("sgd"), s) for s in range(4)]
+    monkeypatch.setattr(pool, "idle_cores", lambda sample=0.3: 0.3)  # other work holds the cores
+    assert len(list(pool.run_all(tasks))) == 4 and started == []
+    assert len(list(pool.run_all(tasks, jobs=2))) == 1 and started == [(3, 2)]  # asked for explicitly
+    monkeypatch.setattr(pool, "idle_cores", lambda sample=0.3: 1.9)
+    list(pool.run_all(tasks))
+    assert started[-1] == (3, 2)
+
+
+def test_idle_cores_is_a_share_of_the_cores():
+    assert 0.0 <= pool.idle_cores(0.05) <= pool.cpus() + 1e-9

@@ -196,8 +196,9 @@ def compare(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_
         steps: override every workload's step budget (a different budget is a different run).
         device: ``"cpu"``/``"cuda"``; default CUDA when present (2-D workloads stay on the CPU).
         threads: torch threads per run (default: the workload's ``cpu_threads``; 1 for small models).
-        jobs: runs at a time for small models, in worker processes (default: the number of
-            cores; 1: everything in this process, one by one).
+        jobs: runs at a time for small models, in worker processes (default: one per core
+            that other work leaves idle, measured when the pool would start; 1: everything in
+            this process, one by one).
         quiet: no progress bar (it only ever shows when stderr is a terminal).
         notes: sentences the report prints under its title (what a quick suite leaves out).
         on_run: called with each newly trained run's record after it is saved.

@@ -152,8 +152,11 @@ def claims_for(v: WorkloadVerdict, by: dict[str, Any], metric: str) -> tuple[lis
     misses = [m for m in v.misses if m["not_reached"]]
     if misses:
         untuned = [m for m in misses if m["lr_source"] == "default"]
+        groups: dict[tuple[int, int], list[str]] = {}
+        for m in misses:  # one clause per "k of n seeds", so many entries still make one short claim
+            groups.setdefault((m["not_reached"], m["seeds"]), []).append(entry_name(by[m["entry"]]))
         lines.append("Did not hold the target to the end: " + "; ".join(
-            f"{entry_name(by[m['entry']])} on {m['not_reached']} of {m['seeds']} seeds" for m in misses) + "."
+            f"on {k} of {n} seeds: {', '.join(names)}" for (k, n), names in sorted(groups.items(), reverse=True)) + "."
             + (f" {', '.join(entry_name(by[m['entry']]) for m in untuned)} ran at the library-default learning rate, "
                "untuned: a miss there says nothing about the optimizer at a tuned rate." if untuned else ""))
         data += [{"kind": "not reached", **m} for m in misses]
