@@ -92,9 +92,16 @@ def _cell(v: Any, metric: str = "") -> str:
 
 
 def _table(frame: pd.DataFrame, metric: str = "", numeric_as_metric: bool = False, terminal: bool = False) -> Table:
+    """Cells formatted once: metric values as metrics (``93.6%``), lrs as typed, steps as counts."""
+    def cell(c: str, v: Any) -> str:
+        if c == "lr" and isinstance(v, float):
+            return fmt.lr(v)
+        if c in ("steps_to_target",) and isinstance(v, float):
+            return "never" if v != v else fmt.steps(v)
+        return _cell(v, metric if numeric_as_metric and c not in ("seed", "lr") else "")
     return Table([str(c) for c in frame.columns],
-                 [[_cell(v, metric if numeric_as_metric and c not in ("seed", "lr") else "") for c, v in zip(frame.columns, row)]
-                  for row in frame.itertuples(index=False)], terminal=terminal)
+                 [[cell(c, v) for c, v in zip(frame.columns, row)] for row in frame.itertuples(index=False)],
+                 terminal=terminal)
 
 
 def document(table: pd.DataFrame, curves: pd.DataFrame, out: Path, meta: dict[str, Any],
@@ -124,7 +131,7 @@ def document(table: pd.DataFrame, curves: pd.DataFrame, out: Path, meta: dict[st
                 Paragraph(f"**{BADGE[v.status]}**: tested as: {v.claim} ({v.scenario}).", "verdict", terminal=True),
                 Paragraph(v.reason),
                 _table(pd.DataFrame(v.per_seed).rename(columns={f: f"{f} (lr {fmt.lr(lr)})" for f, lr in v.lrs.items()}),
-                       rows["metric"].iloc[0]))
+                       rows["metric"].iloc[0], numeric_as_metric="fastest" not in v.claim))
     doc.add(Heading("Which optimizer to pick"),
             Paragraph("From these runs only (a small budget: treat as evidence, not law).", "note"),
             Bullets(recommendations(table), terminal=True))
@@ -150,7 +157,8 @@ def document(table: pd.DataFrame, curves: pd.DataFrame, out: Path, meta: dict[st
     doc.add(Heading("All runs"))
     cols = ["scenario", "family", "lr", "library_default", "seed", "status", "final", "val_final", "best",
             "steps_to_target"]
-    doc.add(_table(table[cols].sort_values(["scenario", "family", "lr", "seed"])))
+    metric = table["metric"].iloc[0] if table["metric"].nunique() == 1 else ""
+    doc.add(_table(table[cols].sort_values(["scenario", "family", "lr", "seed"]), metric, numeric_as_metric=bool(metric)))
     return doc
 
 

@@ -103,7 +103,7 @@ def verdict_fastest(table: pd.DataFrame, scenario: str = "image", claimed: str =
         else:
             outcome = True if mine < best_other else (None if mine == best_other else False)
         outcomes.append(outcome)
-        per_seed.append({"seed": int(seed), **{f: v for f, v in steps.items()}})
+        per_seed.append({"seed": int(seed), **{f: (v if v == v else "never") for f, v in steps.items()}})
     status = _status(outcomes)
     _holds(per_seed, outcomes)
     speed = ", ".join(f"{f} (lr {lr:g}): median {_steps(rows, f, lr)}" for f, lr in lrs.items())
