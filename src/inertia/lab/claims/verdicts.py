@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from ..reporting import format as fmt
 from ..tuning import choose
 from .table import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 # ---------------------------------------------------------------------------- verdicts (pure)
@@ -77,11 +78,10 @@ def _at(rows: pd.DataFrame, family: str, lr: float, seed: int) -> pd.Series | No
 
 
 def _fmt(value: float | None, metric: str) -> str:
+    """A metric value in a verdict's sentence, formatted as every report formats it."""
     if value is None:
         return "not run"
-    if value != value:
-        return "diverged"
-    return f"{value:.1%}" if metric == "accuracy" else f"{value:.4f}"
+    return fmt.metric(value, metric, missing="diverged")
 
 
 def verdict_fastest(table: pd.DataFrame, scenario: str = "image", claimed: str = "Adam") -> Verdict:

@@ -36,7 +36,7 @@ def legend_label(label: str, lr: float | None, source: str = "entry") -> str:
     """An entry as a legend shows it: its label and learning rate (marked when untuned)."""
     if lr is None or lr != lr or "lr=" in label or "lr " in label:
         return label
-    return f"{label}, lr {fmt.lr(lr)}" + (" (default)" if source == "default" else "")
+    return f"{label}, lr {fmt.lr(lr)}" + (" (untuned default)" if source == "default" else "")
 
 
 def groups_of(records: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
