@@ -43,10 +43,10 @@ verdicts: "A beats B" needs an exact rank test over seeds, Holm-corrected, below
   intervals and "too few seeds for a verdict". Details: docs/lab.md.
 
 With no arguments, `inertia compare` runs the lesson's headline comparison (Adam, RMSprop,
-Momentum, SGD on mnist-cnn and valley, 3 seeds; about a minute on 2 cores) into
+Momentum, SGD on mnist-cnn and valley, 3 seeds; 1-2 minutes on 2 shared cores) into
 ./inertia-report/. Small models train single-threaded, --jobs at a time (default: one per
-core that other work leaves idle). Results go to DIR/runs.sqlite; rerunning the same command skips finished runs, so an
-interrupted comparison resumes.
+core that other work leaves idle). Results go to DIR/runs.sqlite; rerunning the same
+command skips finished runs, so an interrupted comparison resumes.
 """
 
 
@@ -73,8 +73,12 @@ def _positive(text: str) -> int:
 def _suites_help() -> str:
     from .lab.suites import SUITES
 
+    import textwrap
+
     return "suites (--suite NAME; --quick runs a short version):\n" + "\n".join(
-        f"  {name}: {s.description}\n    --quick: {s.quick}" for name, s in SUITES.items())
+        f"  {name}: {s.description}\n" + textwrap.fill(f"--quick: {s.quick}", 92, initial_indent="    ",
+                                                       subsequent_indent="      ")
+        for name, s in SUITES.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
