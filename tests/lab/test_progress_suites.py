@@ -46,4 +46,4 @@ def test_seed_claims_suite_dispatches_lazily(monkeypatch, tmp_path, capsys):
 def test_quick_suite_says_what_it_cannot_test(tmp_path):
     suites.run_suite("minibatch", out=str(tmp_path), quick=True, seeds=[0])
     md = (tmp_path / "report.md").read_text()
-    assert "Quick version" in md and "time to target is not tested" in md
+    assert "Quick version" in md and "stochastic descent sees only 60 examples" in md
