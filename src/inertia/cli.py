@@ -1,13 +1,14 @@
 """The ``inertia`` command: parse arguments and dispatch to :mod:`inertia.lab`; nothing else.
 
-    inertia compare [--workload W ...] [--optimizer ENTRY ...] [--seeds 0,1,2] [--out DIR]
+    inertia compare [--workload W ...] [--optimizer ENTRY ...] [--seeds 0,1,2] [--out DIR] [--jobs N] [--threads N]
     inertia compare --suite NAME [--quick]
     inertia report DB --out DIR
     inertia workloads
     inertia optimizers
 
 Errors a user can fix (unknown names, invalid hyperparameters, an unusable output folder or
-database) print one line and exit with status 2; no traceback.
+database) print one line naming the argument and exit with status 2; no traceback. A run
+that diverges or fails is an outcome in the report, never a crash of the command.
 """
 from __future__ import annotations
 
@@ -34,10 +35,18 @@ schedules (all start from the entry's lr; they count steps):
 workloads (--workload, repeatable): NAME[:OPTION=VALUE,...], e.g. valley-noisy:noise=0.5
   (see `inertia workloads`)
 
+outcomes: a run "reached" the target when its validation metric met it at some evaluation
+  and at every later one; "diverged" when loss, metric or parameters became NaN/inf or the
+  loss exploded; "failed" when an exception stopped it (message kept, retried next time).
+verdicts: "A beats B" needs an exact rank test over seeds, Holm-corrected, below 0.05 and a
+  difference above the workload's practical threshold; fewer than 5 seeds per entry give
+  intervals and "too few seeds for a verdict". Details: docs/lab.md.
+
 With no arguments, `inertia compare` runs the lesson's headline comparison (Adam, RMSprop,
-Momentum, SGD on mnist-cnn and valley, 3 seeds; a few minutes on a laptop) into
-./inertia-report/. Results go to DIR/runs.sqlite; rerunning the same command skips finished
-runs, so an interrupted comparison resumes.
+Momentum, SGD on mnist-cnn and valley, 3 seeds; 1-2 minutes on 2 shared cores) into
+./inertia-report/. Small models train single-threaded, --jobs at a time (default: one per
+core that other work leaves idle). Results go to DIR/runs.sqlite; rerunning the same
+command skips finished runs, so an interrupted comparison resumes.
 """
 
 
@@ -61,13 +70,24 @@ def _positive(text: str) -> int:
     return n
 
 
+def _suites_help() -> str:
+    from .lab.suites import SUITES
+
+    import textwrap
+
+    return "suites (--suite NAME; --quick runs a short version):\n" + "\n".join(
+        f"  {name}: {s.description}\n" + textwrap.fill(f"--quick: {s.quick}", 92, initial_indent="    ",
+                                                       subsequent_indent="      ")
+        for name, s in SUITES.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inertia", description="Compare gradient-descent optimizers side by side.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     c = sub.add_parser("compare", help="run optimizers side by side and write a report",
                        description="Run optimizer entries on workloads over seeds; write a report.",
-                       epilog=ENTRY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=ENTRY_HELP + "\n" + _suites_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("-w", "--workload", action="append", metavar="W", help="workload (repeatable); default: mnist-cnn and valley")
     c.add_argument("-o", "--optimizer", action="append", metavar="ENTRY",
                    help="optimizer entry (repeatable); default: each workload's own entries, else adam, rmsprop, momentum, sgd")
@@ -76,9 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="inertia-report", help="report folder (default ./inertia-report)")
     c.add_argument("--db", default=None, help="results database (default OUT/runs.sqlite)")
     c.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    c.add_argument("--jobs", type=_positive, default=None,
+                   help="runs at a time for small models, in worker processes (default: one per idle core; 1: one by one)")
+    c.add_argument("--threads", type=_positive, default=None,
+                   help="torch threads per run (default: the workload's choice, 1 for small models)")
     c.add_argument("--title", default="", help="report title")
     c.add_argument("--suite", default=None, help="run a named suite instead (headline, surfaces, minibatch, seed-claims)")
-    c.add_argument("--quick", action="store_true", help="with --suite: a short smoke version")
+    c.add_argument("--quick", action="store_true",
+                   help="with --suite: a short version; the report says what it covers and cannot test")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars (they only show on a terminal anyway)")
 
     r = sub.add_parser("report", help="regenerate a report from a results database alone")
@@ -98,21 +123,23 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .lab import api
-    from .lab.progress import format_table
+    from .lab import api, suites
+    from .lab.reporting.render import text
 
     if args.suite:
         if args.workload or args.optimizer:
             return _fail("--suite runs its own workloads and optimizers; drop --workload/--optimizer")
-        table = api.run_suite(args.suite, out=args.out, quick=args.quick, quiet=args.quiet, seeds=args.seeds)
+        table = suites.run_suite(args.suite, out=args.out, quick=args.quick, quiet=args.quiet, seeds=args.seeds,
+                                 jobs=args.jobs)
     else:
         if args.quick:
             return _fail("--quick applies to --suite only; use --steps to shorten a comparison")
         table = api.compare(args.workload, args.optimizer, seeds=args.seeds or api.DEFAULT_SEEDS, out=args.out,
-                            db=args.db, steps=args.steps, device=args.device, quiet=args.quiet,
-                            title=args.title, command=" ".join(["inertia", *map(shlex.quote, argv)]))
-    if "rank" in getattr(table, "columns", ()):
-        print(format_table(table))
+                            db=args.db, steps=args.steps, device=args.device, threads=args.threads, jobs=args.jobs,
+                            quiet=args.quiet, title=args.title, command=" ".join(["inertia", *map(shlex.quote, argv)]))
+    doc = getattr(table, "attrs", {}).get("document")
+    if doc is not None:
+        print(text(doc))
     else:  # a suite with its own table (seed-claims: one row per run) prints its own summary
         print(f"{len(table)} runs")
     print(f"\nreport: {args.out}/report.html (also report.md, summary.json, PNGs)")
@@ -121,10 +148,10 @@ def _compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from .lab import api
-    from .lab.progress import format_table
+    from .lab.reporting.render import text
 
     result = api.report(args.db, args.out, comparison=args.comparison, all_runs=args.all)
-    print(format_table(result["summary"]))
+    print(text(result["document"]))
     print(f"\nreport: {args.out}/report.html")
     return 0
 

@@ -5,7 +5,8 @@ import sqlite3
 
 import pytest
 
-from inertia.lab import api, runner, store
+from inertia.lab import api, store
+from inertia.lab.running import runner
 
 ENTRIES = ["adam", "sgd"]
 
@@ -31,23 +32,23 @@ def test_interrupted_comparison_resumes_without_redoing(tmp_path, monkeypatch):
         return real_train(workload, spec, seed, **kw)
 
     monkeypatch.setattr(runner, "train", flaky)
-    with pytest.raises(Boom):
-        api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=10)
+    with pytest.raises(Boom):  # jobs=1: every run in this process, where the patch is
+        api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=10, jobs=1)
     assert _count(tmp_path / "runs.sqlite") == (3, 3)  # whole runs only
     assert not (tmp_path / "report.html").exists()
 
     done = []
     monkeypatch.setattr(runner, "train", lambda w, s, seed, **kw: done.append((s.name, seed)) or real_train(w, s, seed, **kw))
-    table = api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=10)
+    table = api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=10, jobs=1)
     assert sorted(done) == sorted({(e, s) for e in ENTRIES for s in (0, 1, 2)} - set(calls))
     assert _count(tmp_path / "runs.sqlite") == (6, 6)
     assert list(table["seeds"]) == [3, 3]
 
     done.clear()
-    api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=10)
+    api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=10, jobs=1)
     assert done == []  # everything finished: nothing retrained
     done.clear()
-    api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=11)
+    api.compare(["valley"], ENTRIES, seeds=[0, 1, 2], out=tmp_path, steps=11, jobs=1)
     assert len(done) == 6  # another budget is another run
 
 
@@ -71,7 +72,8 @@ def test_round_trip_keeps_everything(tmp_path):
         (back,) = db.runs()
         assert db.workload_info(rec.workload_config)["extras"]["contour"]["minimum"] == [0.0, 0.0]
     assert back == rec
-    assert back.versions["torch"] and back.hparams == {"lr": 0.02}
+    assert back.versions["torch"] and back.hparams["lr"] == 0.02 and back.hparams["beta"] == 0.9
+    assert back.lr == 0.02 and back.lr_source == "entry" and back.test_metric == rec.test_metric
 
 
 def test_incompatible_schema_version_is_refused_untouched(tmp_path):
@@ -80,7 +82,7 @@ def test_incompatible_schema_version_is_refused_untouched(tmp_path):
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE schema_version SET version = 99")
     before = db.read_bytes()
-    with pytest.raises(store.IncompatibleDatabaseError, match="schema version 99.*reads version 1.*nothing was changed"):
+    with pytest.raises(store.IncompatibleDatabaseError, match="schema version 99.*reads version 2.*nothing was changed"):
         api.compare(["valley"], ["adam"], seeds=[0], out=tmp_path, steps=3)
     assert db.read_bytes() == before
     assert not (tmp_path / "report.html").exists()
@@ -99,15 +101,45 @@ def test_foreign_files_are_refused(tmp_path):
     assert junk.read_bytes() == b"this is not sqlite at all" * 100
 
 
+def test_version_1_databases_are_refused_with_the_reason(tmp_path):
+    db = tmp_path / "v1.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+    with pytest.raises(store.IncompatibleDatabaseError, match="measured the test split during training"):
+        store.Store(db)
+
+
 def test_diverged_run_is_recorded_not_raised(tmp_path):
     table = api.compare(["rosenbrock"], ["sgd:lr=0.5", "adam:lr=0.01"], seeds=[0, 1], out=tmp_path, steps=30)
     runs = api.load_runs(tmp_path / "runs.sqlite")
     bad = runs[runs["optimizer"] == "sgd(lr=0.5)"]
-    assert (bad["status"] == "diverged").all()
+    assert (bad["status"] == "diverged").all() and (bad["outcome"] == "diverged").all()
     assert (bad["steps_to_target"] == float("inf")).all()
     row = table[table["optimizer"] == "sgd(lr=0.5)"].iloc[0]
     assert row["diverged"] == 2 and row["reached"] == "0/2"
     assert "diverged" in (tmp_path / "report.md").read_text()
+
+
+def test_failed_runs_are_reported_and_retried(tmp_path, monkeypatch):
+    from inertia.lab import workloads
+
+    work = workloads.get("valley").with_budget(8)
+    real_loss = work.loss
+
+    def broken(model, batch):
+        raise RuntimeError("out of luck")
+
+    work.loss = broken
+    table = api.compare([work], ["adam", "sgd"], seeds=[0], out=tmp_path, jobs=1)
+    assert list(table["failed"]) == [1, 1]
+    md = (tmp_path / "report.md").read_text()
+    assert "RuntimeError: out of luck" in md and "failed" in md
+    with store.Store(tmp_path / "runs.sqlite", readonly=True) as db:
+        assert not any(db.has(k) for k in db.keys())  # failed runs do not count as done
+    work.loss = real_loss
+    table = api.compare([work], ["adam", "sgd"], seeds=[0], out=tmp_path, jobs=1)
+    assert list(table["failed"]) == [0, 0] and _count(tmp_path / "runs.sqlite") == (2, 2)
 
 
 def test_sigkill_mid_comparison_then_resume(tmp_path):

@@ -19,7 +19,7 @@ def test_movielens_sizes_and_fixed_split():
     assert data["n_ratings"] == 100_004
     assert (data["n_users"], data["n_items"]) == (671, 9066)
     (tu, ti, tr), (su, si, sr) = data["train"], data["test"]
-    assert (len(tr), len(sr)) == (90_004, 10_000)
+    assert (len(tr), len(data["validation"][2]), len(sr)) == (80_004, 10_000, 10_000)
     assert tr.min() >= 0.5 and tr.max() <= 5.0
     assert abs(data["mean"] - 3.54) < 0.01
     # the split is a property of split_seed, not of the process
@@ -47,6 +47,11 @@ def test_reviews_sizes_and_labels():
     assert len(texts) == 4000 and int(labels.sum()) == 2600  # 2,600 great / 1,400 other
     texts, labels = data["test"]
     assert len(texts) == 1000 and int(labels.sum()) == 658
+    from inertia.lab.workloads.reviews import splits
+
+    parts = splits()
+    assert [len(parts[s][0]) for s in ("train", "validation", "test")] == [3500, 500, 1000]
+    assert int(parts["train"][1].sum() + parts["validation"][1].sum()) == 2600  # a partition of training_data
 
 
 def test_reviews_tokenised_once_and_truncated():

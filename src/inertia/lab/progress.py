@@ -1,149 +1,61 @@
-"""Terminal feedback: progress bars while training, a summary table afterwards.
+"""Progress while a comparison trains: one tqdm bar over its runs, on stderr.
 
-A status line (on stderr) appears only when stderr is a terminal and ``quiet`` is off,
-so logs and pipes stay clean: the comparison's position and ETA and the current run's
-bar, steps, loss and ETA. :func:`format_table` renders the summary as plain
-text for stdout in every case.
+The bar counts runs (those found in the database count as done from the start), shows
+the elapsed time and tqdm's estimate of what is left, and names the run in progress (with
+its step and loss when it trains in this process) or the last one that finished::
+
+    runs:  42%|████▏     | 10/24 [00:31<00:43, valley sgd seed 2: 120/150 steps, loss 0.0412]
+
+It appears only when stderr is a terminal and ``quiet`` is off, so logs and pipes stay
+clean; tqdm does the drawing, the rate and the estimate.
 """
 from __future__ import annotations
 
-import math
-import shutil
 import sys
 import time
-from typing import Any
+from typing import TextIO
 
-import pandas as pd
+from tqdm.auto import tqdm
 
 
-class Bars:
-    """Progress for a whole comparison: :meth:`begin`, then the runner's protocol per run.
+class Progress:
+    """A bar over ``total`` runs, ``skipped`` of them already done. Use as a context manager."""
 
-    One status line on stderr, rewritten in place (``\\r``) at most 5 times a second::
-
-        [ 5/24] mnist-cnn adam seed 1  |#####-----|  150/300 steps  loss 0.412  run ETA 3s  all ETA 1m12s
-
-    The run's ETA extrapolates its own step rate; the comparison's ETA assumes the remaining
-    runs take as long as the finished ones on average (runs skipped on resume count as free).
-    Written by hand rather than with tqdm so that it has no dependency and one line only.
-    """
-
-    def __init__(self, enabled: bool, stream=None) -> None:
-        self.enabled = enabled
-        self.stream = stream or sys.stderr
-        self.total_runs = self.done_runs = 0
-        self.run_seconds = 0.0
-        self._t0 = self._last = 0.0
-        self.total = 0
-        self.description = ""
-
-    def begin(self, total_runs: int, skipped: int = 0) -> None:
-        self.total_runs, self.done_runs, self.trained = total_runs, skipped, 0
-
-    def start(self, total: int, description: str) -> None:
-        self.total, self.description = total, description
-        self._t0 = time.perf_counter()
+    def __init__(self, total: int, skipped: int = 0, quiet: bool = False, stream: TextIO | None = None,
+                 force: bool = False) -> None:
+        stream = stream or sys.stderr
+        enabled = force or (not quiet and hasattr(stream, "isatty") and stream.isatty())
+        self.bar = tqdm(total=total, initial=skipped, unit="run", desc="runs", file=stream, disable=not enabled,
+                        dynamic_ncols=True, smoothing=0.1, leave=False, mininterval=0.2,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                   "[{elapsed}<{remaining}{postfix}]")
+        self.current = ""
+        self.steps = 0
         self._last = 0.0
-        self._draw(0, float("nan"))
 
-    def update(self, steps: int, loss: float) -> None:
-        now = time.perf_counter()
-        if self.enabled and (now - self._last > 0.2 or steps == self.total):
+    def start(self, description: str, steps: int) -> None:
+        """A run starts training in this process."""
+        self.current, self.steps = description, steps
+        self.bar.set_postfix_str(description, refresh=False)
+
+    def step(self, step: int, loss: float) -> None:
+        """A step of the run in progress (drawn at most 5 times a second)."""
+        now = time.monotonic()
+        if now - self._last >= 0.2 or step == self.steps:
             self._last = now
-            self._draw(steps, loss)
+            self.bar.set_postfix_str(f"{self.current}: {step}/{self.steps} steps, loss {loss:.4g}")
 
-    def finish(self, status: str) -> None:
-        self.run_seconds += time.perf_counter() - self._t0
-        self.done_runs += 1
-        self.trained = getattr(self, "trained", 0) + 1
-        if self.enabled:
-            self.stream.write("\r\033[K")  # clear the line; the summary table follows
-            self.stream.flush()
+    def done(self, description: str, status: str) -> None:
+        """A run finished (here or in a worker process)."""
+        self.bar.set_postfix_str(f"{description}: {status}", refresh=False)
+        self.bar.update(1)
+        self.bar.refresh()  # a finished run is news even within tqdm's redraw interval
 
-    def end(self) -> None:
-        pass
+    def close(self) -> None:
+        self.bar.close()
 
-    def _draw(self, steps: int, loss: float) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self._t0
-        frac = steps / self.total if self.total else 0.0
-        run_eta = elapsed / frac - elapsed if frac > 0 else float("nan")
-        trained = getattr(self, "trained", 0)
-        per_run = self.run_seconds / trained if trained else (elapsed / frac if frac > 0 else float("nan"))
-        remaining = self.total_runs - self.done_runs - 1
-        all_eta = (run_eta if run_eta == run_eta else 0.0) + max(remaining, 0) * per_run
-        bar = "#" * int(frac * 10) + "-" * (10 - int(frac * 10))
-        width = len(str(self.total_runs))
-        line = (f"[{self.done_runs + 1:>{width}}/{self.total_runs}] {self.description}  |{bar}|  "
-                f"{steps}/{self.total} steps  loss {loss:.4g}  run ETA {_dur(run_eta)}  all ETA {_dur(all_eta)}")
-        self.stream.write("\r\033[K" + line[: _width() - 1])
-        self.stream.flush()
+    def __enter__(self) -> "Progress":
+        return self
 
-
-def _dur(seconds: float) -> str:
-    if seconds != seconds:
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-def _width() -> int:
-    # shutil falls back to 100 columns where the terminal reports none (some ptys, CI)
-    return shutil.get_terminal_size((100, 20)).columns
-
-
-def bars(quiet: bool = False) -> Bars:
-    """Progress that shows only on a terminal (stderr) and when not ``quiet``."""
-    return Bars(enabled=not quiet and sys.stderr.isatty())
-
-
-def fmt_steps(x: float) -> str:
-    return "never" if not math.isfinite(x) else f"{x:.0f}"
-
-
-def fmt_seconds(x: float) -> str:
-    return "never" if not math.isfinite(x) else f"{x:.2f}s"
-
-
-def fmt_range(med: float, lo: float, hi: float, kind: str) -> str:
-    """``"120 [100-140]"``: the median and the min–max over seeds."""
-    f = {"steps": fmt_steps, "seconds": fmt_seconds, "metric": lambda v: "nan" if v != v else f"{v:.4g}"}[kind]
-    if med != med:
-        return "n/a"
-    if lo == hi:
-        return f(med)
-    return f"{f(med)} [{f(lo)}–{f(hi)}]"
-
-
-def summary_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
-    """The summary as display strings (shared by the terminal and the markdown report)."""
-    rows = []
-    for _, r in summary.iterrows():
-        rows.append({
-            "workload": r["workload"], "#": int(r["rank"]), "optimizer": r["optimizer"],
-            "reached": r["reached"],
-            "steps to target": fmt_range(r["steps_to_target"], r["steps_to_target_min"], r["steps_to_target_max"], "steps"),
-            "time to target": fmt_range(r["seconds_to_target"], r["seconds_to_target_min"], r["seconds_to_target_max"], "seconds"),
-            "final metric": fmt_range(r["final_metric"], r["final_metric_min"], r["final_metric_max"], "metric"),
-            "steps/s": f"{r['steps_per_s']:.0f}" if r["steps_per_s"] == r["steps_per_s"] else "n/a",
-        })
-    return rows
-
-
-def format_table(summary: pd.DataFrame) -> str:
-    """A fixed-width text table: median [min–max] over seeds."""
-    rows = summary_rows(summary)
-    if not rows:
-        return "(no runs)"
-    cols = list(rows[0])
-    width = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    line = "  ".join(c.ljust(width[c]) for c in cols)
-    out = [line, "  ".join("-" * width[c] for c in cols)]
-    last = None
-    for r in rows:
-        if last is not None and r["workload"] != last:
-            out.append("")
-        last = r["workload"]
-        out.append("  ".join(str(r[c]).ljust(width[c]) for c in cols))
-    return "\n".join(out)
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,11 +1,11 @@
-"""Text forms of optimizer entries, schedules and workloads, and building them.
+"""Optimizer entries and workload names: their text form, parsed strictly.
 
 The CLI (and :func:`inertia.lab.compare`, which accepts the same strings) writes an
 optimizer entry as::
 
     NAME[:KEY=VALUE,KEY=VALUE...][;schedule=SCHEDULE][;batch=N][;label=TEXT]
 
-    adam                                  defaults (the workload's lr for adam)
+    adam                                  the workload's lr for adam (or the library default)
     adam:lr=1e-3,betas=(0.9,0.99)         values are Python literals; commas inside () are fine
     sgd:lr=0.1,momentum=0.9;schedule=cosine
     sgd:lr=0.5;batch=1;label=stochastic   batch size, for workloads that have one (minibatch)
@@ -18,47 +18,127 @@ given ``T=``; a part that is not last needs a length (``warmup`` uses its ``step
 others take ``len=``). Schedules count optimizer steps.
 
 A workload is ``NAME[:KEY=VALUE,...]``, e.g. ``valley-noisy:noise=0.5`` or ``mnist-cnn:channels=8``.
+
+Nothing is guessed: an empty value (``adam:lr=``), a value of the wrong type
+(``adam:lr=abc``), an unknown key, a repeated key or field, and an unclosed bracket
+(``betas=(0.9,0.99``, ``schedule=cosine(``) are errors, and every message has one form,
+naming the entry and the field::
+
+    Invalid entry 'adam:lr=abc': lr must be a number, got 'abc'
+
+This module parses and checks; :mod:`inertia.lab.running.build` constructs.
 """
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
-from typing import Any
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-import torch
-
-from .. import optim, schedules
-from .workload import OptimizerSpec
-
-OPTIMIZERS: dict[str, type] = {
-    "sgd": optim.SGD, "momentum": optim.Momentum, "rmsprop": optim.RMSprop, "adam": optim.Adam,
-    "adamw": optim.AdamW, "adagrad": optim.Adagrad, "lion": optim.Lion, "lamb": optim.LAMB,
-    "lars": optim.LARS,
-}
+SCHEDULES = ("constant", "cosine", "exponential", "inverse_time", "step", "warmup")
+FIELDS = ("schedule", "batch", "label")
 
 
 class SpecError(ValueError):
-    """A malformed entry, an unknown name or an invalid hyperparameter (message says which)."""
+    """A malformed entry, an unknown name or an invalid hyperparameter (the message says which)."""
 
 
-def _split_top(text: str, sep: str) -> list[str]:
-    """Split at ``sep`` outside parentheses and brackets."""
-    parts, depth, cur = [], 0, []
-    for ch in text:
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer entry of a comparison: a name, hyperparameters, an optional schedule.
+
+    ``name`` is an inertia optimizer name (``adam``, ``sgd`` …, see ``inertia optimizers``);
+    ``label`` is how the report shows it (defaults to the name and its hyperparameters);
+    ``schedule`` is a schedule text (``cosine``, ``warmup(steps=50)+cosine`` …) or None;
+    ``batch_size`` overrides the workload's batch size for workloads that have one.
+    Parse the text form with :func:`parse_optimizer`.
+    """
+
+    name: str
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    schedule: str | None = None
+    label: str | None = None
+    batch_size: int | None = None
+    text: str | None = field(default=None, compare=False)  # the text it was parsed from, for messages
+
+    @property
+    def display(self) -> str:
+        """The entry's name in reports: its label, else the name and what the entry sets."""
+        if self.label:
+            return self.label
+        parts = [f"{k}={v}" for k, v in sorted(self.hparams.items())]
+        if self.schedule:
+            parts.append(f"schedule={self.schedule}")
+        if self.batch_size:
+            parts.append(f"batch={self.batch_size}")
+        return f"{self.name}({','.join(parts)})" if parts else self.name
+
+    @property
+    def source(self) -> str:
+        """How an error message quotes this entry."""
+        return self.text if self.text is not None else self.display
+
+    def config(self) -> dict[str, Any]:
+        """The entry as JSON-able data (its identity in the results database)."""
+        return {"name": self.name, "hparams": jsonable(dict(sorted(self.hparams.items()))),
+                "schedule": self.schedule, "batch_size": self.batch_size}
+
+
+def jsonable(value: Any) -> Any:
+    """Tuples, tensors, dtypes and numpy scalars as plain JSON values (recursively)."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "tolist"):  # tensors and numpy values
+        return jsonable(value.tolist())
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)  # torch.bfloat16 -> "torch.bfloat16"
+
+
+def fail(text: str, problem: str, what: str = "entry") -> SpecError:
+    """The one message form for bad input: ``Invalid entry 'TEXT': PROBLEM``."""
+    return SpecError(f"Invalid {what} {text!r}: {problem}")
+
+
+# ---------------------------------------------------------------------------- syntax
+
+def split_top(text: str, sep: str, whole: str, what: str = "entry") -> list[str]:
+    """Split at ``sep`` outside brackets; an unclosed or unopened bracket is an error."""
+    parts, cur, opened = [], [], []  # opened: (bracket, start of the field it is in)
+    pairs = {")": "(", "]": "[", "}": "{"}
+    field_start = 0  # where the current KEY=VALUE (or field) begins, for messages
+    for i, ch in enumerate(text):
         if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        if ch == sep and depth == 0:
+            opened.append((ch, field_start))
+        elif ch in pairs:
+            if not opened or opened[-1][0] != pairs[ch]:
+                raise fail(whole, f"unmatched {ch!r} in {text[field_start:i + 1].strip()!r}", what)
+            opened.pop()
+        if not opened and ch in ",;:+":
+            field_start = i + 1
+        if ch == sep and not opened:
             parts.append("".join(cur))
             cur = []
         else:
             cur.append(ch)
+    if opened:
+        bracket, start = opened[0]
+        raise fail(whole, f"unclosed {bracket!r} in {text[start:].strip()!r}", what)
     parts.append("".join(cur))
-    return [p.strip() for p in parts if p.strip()]
+    return [p.strip() for p in parts]
 
 
-def _value(text: str) -> Any:
+_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+def parse_value(text: str) -> Any:
+    """A Python literal (``0.1``, ``(0.9, 0.99)``, ``True``), else a bare word as a string."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -67,129 +147,170 @@ def _value(text: str) -> Any:
             return low == "true"
         if low == "none":
             return None
-        return text  # bare words stay strings: nonfinite=skip
+        return text  # bare words stay strings (nonfinite=skip); types are checked against the optimizer
 
 
-def parse_kv(text: str, what: str) -> dict[str, Any]:
-    """``"lr=0.1,betas=(0.9,0.99)"`` -> ``{"lr": 0.1, "betas": (0.9, 0.99)}``."""
-    out = {}
-    for part in _split_top(text, ","):
-        key, eq, val = part.partition("=")
-        if not eq or not key.strip():
-            raise SpecError(f"Invalid {what}: {part!r} (expected KEY=VALUE)")
-        out[key.strip()] = _value(val.strip())
+def parse_kv(text: str, whole: str, what: str = "entry", context: str = "") -> dict[str, Any]:
+    """``"lr=0.1,betas=(0.9,0.99)"`` -> ``{"lr": 0.1, "betas": (0.9, 0.99)}``, strictly."""
+    out: dict[str, Any] = {}
+    where = f" in {context}" if context else ""
+    for part in split_top(text, ",", whole, what):
+        key, eq, val = (s.strip() for s in part.partition("="))
+        if not part:
+            raise fail(whole, f"an empty KEY=VALUE{where} (a stray comma?)", what)
+        if not eq:
+            raise fail(whole, f"{part!r}{where} is not KEY=VALUE", what)
+        if not _WORD.match(key):
+            raise fail(whole, f"{key!r}{where} is not a valid key", what)
+        if not val:
+            raise fail(whole, f"{key}{where} has no value", what)
+        if key in out:
+            raise fail(whole, f"{key}{where} is given twice", what)
+        out[key] = parse_value(val)
+    return out
+
+
+def parse_schedule(text: str, whole: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``"warmup(steps=50)+cosine"`` -> ``[("warmup", {"steps": 50}), ("cosine", {})]``."""
+    whole = text if whole is None else whole
+    parts = split_top(text, "+", whole)
+    out = []
+    for part in parts:
+        m = re.fullmatch(r"([A-Za-z_]\w*)\s*(?:\((.*)\))?", part, re.S)
+        if not part or m is None:
+            raise fail(whole, f"schedule part {part!r} is not NAME or NAME(KEY=VALUE,...)")
+        name = m[1].lower()
+        if name not in SCHEDULES:
+            raise fail(whole, f"unknown schedule {name!r}; valid names: {', '.join(SCHEDULES)}")
+        args = m[2]
+        if args is not None and not args.strip():
+            out.append((name, {}))
+            continue
+        out.append((name, parse_kv(args, whole, context=f"schedule {name}") if args else {}))
     return out
 
 
 def parse_optimizer(text: str) -> OptimizerSpec:
-    """Parse an optimizer entry (see the module docstring for the syntax)."""
-    head, *fields = _split_top(text, ";") or [""]
-    name, _, args = head.partition(":")
+    """Parse an optimizer entry (see the module docstring for the syntax) and check it.
+
+    Raises :class:`SpecError` naming the entry and the field for any malformed part, an
+    unknown optimizer, an unknown or mistyped hyperparameter; the values themselves
+    (a negative lr) are checked when the optimizer is built.
+    """
+    if not isinstance(text, str):
+        raise SpecError(f"Invalid entry {text!r}: expected text such as 'adam:lr=1e-3'")
+    head, *fields = split_top(text, ";", text)
+    name, colon, args = head.partition(":")
     name = name.strip().lower()
-    if name not in OPTIMIZERS:
-        raise SpecError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
-    hparams = parse_kv(args, f"hyperparameter of {name}") if args.strip() else {}
-    extra: dict[str, Any] = {"schedule": None, "batch": None, "label": None}
+    if not name:
+        raise fail(text, "no optimizer name")
+    names = optimizer_names()
+    if name not in names:
+        raise fail(text, f"unknown optimizer {name!r}; valid names: {', '.join(names)}")
+    if colon and not args.strip():
+        raise fail(text, f"nothing after '{name}:' (expected KEY=VALUE,...)")
+    hparams = parse_kv(args, text) if args.strip() else {}
+    extra: dict[str, str] = {}
     for f in fields:
-        key, eq, val = f.partition("=")
-        key = key.strip().lower()
-        if not eq or key not in extra:
-            raise SpecError(f"Invalid entry field: {f!r} in {text!r} (expected schedule=, batch= or label=)")
-        extra[key] = val.strip()
+        key, eq, val = (s.strip() for s in f.partition("="))
+        key = key.lower()
+        if not f:
+            raise fail(text, "an empty field (a stray ';'?)")
+        if not eq or key not in FIELDS:
+            raise fail(text, f"unknown field {f!r} (expected schedule=, batch= or label=)")
+        if not val:
+            raise fail(text, f"{key} has no value")
+        if key in extra:
+            raise fail(text, f"{key} is given twice")
+        extra[key] = val
     batch = None
-    if extra["batch"] is not None:
+    if "batch" in extra:
         try:
             batch = int(extra["batch"])
         except ValueError:
             batch = -1
         if batch <= 0:
-            raise SpecError(f"Invalid batch: {extra['batch']!r} (must be a positive integer)")
-    return OptimizerSpec(name, hparams, schedule=extra["schedule"], label=extra["label"], batch_size=batch)
+            raise fail(text, f"batch must be a positive integer, got {extra['batch']!r}")
+    if "schedule" in extra:
+        parse_schedule(extra["schedule"], text)
+    spec = OptimizerSpec(name, hparams, schedule=extra.get("schedule"), label=extra.get("label"),
+                         batch_size=batch, text=text)
+    check_hparams(spec)
+    return spec
 
 
 def parse_workload(text: str) -> tuple[str, dict[str, Any]]:
     """``"valley-noisy:noise=0.5"`` -> ``("valley-noisy", {"noise": 0.5})``."""
-    name, _, args = text.partition(":")
-    return name.strip(), (parse_kv(args, "workload option") if args.strip() else {})
+    name, colon, args = text.partition(":")
+    if colon and not args.strip():
+        raise fail(text, f"nothing after '{name.strip()}:' (expected OPTION=VALUE,...)", "workload")
+    return name.strip(), (parse_kv(args, text, "workload") if args.strip() else {})
 
 
-def resolve_hparams(spec: OptimizerSpec, default_lr: dict[str, float] | None = None) -> dict[str, Any]:
-    """The entry's hyperparameters, with the workload's learning rate when it gives none."""
-    hp = dict(spec.hparams)
-    if "lr" not in hp and default_lr and spec.name in default_lr:
-        hp["lr"] = default_lr[spec.name]
-    # tuples arrive as lists from JSON; the optimizers compare betas as tuples
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in hp.items()}
+# ---------------------------------------------------------------------------- names and types
+
+def optimizer_classes() -> dict[str, type]:
+    """inertia's optimizers by name, from :data:`inertia.optim.registry.REGISTRY`."""
+    from ..optim.registry import REGISTRY
+
+    return {name: info.cls for name, info in REGISTRY.items()}
 
 
-def build_optimizer(spec: OptimizerSpec, params, default_lr: dict[str, float] | None = None) -> torch.optim.Optimizer:
-    """Construct the entry's optimizer; its own ValueError/TypeError messages pass through."""
-    if spec.name not in OPTIMIZERS:
-        raise SpecError(f"unknown optimizer {spec.name!r}; valid names: {', '.join(OPTIMIZERS)}")
-    try:
-        return OPTIMIZERS[spec.name](params, **resolve_hparams(spec, default_lr))
-    except TypeError as exc:  # an unknown keyword: say which optimizer and what it takes
-        raise SpecError(f"{spec.display}: {exc} (valid: {', '.join(hyperparameters(spec.name))})") from None
+def optimizer_names() -> list[str]:
+    return list(optimizer_classes())
 
 
-def build_schedule(text: str, lr0: float, steps: int) -> schedules.Schedule:
-    """A schedule from its text form, starting at ``lr0`` over a budget of ``steps``."""
-    parts = _split_top(text, "+")
-    if not parts:
-        raise SpecError(f"Invalid schedule: {text!r}")
-    built: list = []
-    used = 0
-    for i, part in enumerate(parts):
-        name, _, rest = part.partition("(")
-        name = name.strip().lower()
-        kw = parse_kv(rest.rstrip(")"), f"schedule option of {name}") if rest else {}
-        last = i == len(parts) - 1
-        length = kw.pop("len", None)
-        if name == "warmup":
-            length = length or kw.get("steps", 100)
-            kw.setdefault("steps", length)
-        makers = {
-            "constant": lambda: schedules.constant(lr0),
-            "cosine": lambda: schedules.cosine(lr0, T=kw.pop("T", max(1, steps - used)), **kw),
-            "exponential": lambda: schedules.exponential(lr0, **kw),
-            "inverse_time": lambda: schedules.inverse_time(lr0, **kw),
-            "step": lambda: schedules.step(lr0, **kw),
-            "warmup": lambda: schedules.warmup(lr0, **kw),
-        }
-        if name not in makers:
-            raise SpecError(f"unknown schedule {name!r}; valid names: {', '.join(makers)}")
-        try:
-            sched = makers[name]()
-        except TypeError as exc:
-            raise SpecError(f"Invalid schedule {part!r}: {exc}") from None
-        if last:
-            built.append(sched)
-        else:
-            if length is None:
-                raise SpecError(f"Invalid schedule {text!r}: part {part!r} needs len= (it is not last)")
-            built.append((sched, int(length)))
-            used += int(length)
-    return built[0] if len(built) == 1 else schedules.sequence(*built)
-
-
-def validate(spec: OptimizerSpec, default_lr: dict[str, float] | None = None, steps: int = 100) -> None:
-    """Build the entry on a dummy parameter (and its schedule): fail before any training."""
-    opt = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(2))], default_lr)
-    if spec.schedule:
-        sched = build_schedule(spec.schedule, float(opt.param_groups[0]["lr"]), steps)
-        schedules.Scheduler(opt, sched)
-
-
+@functools.lru_cache(maxsize=None)
 def hyperparameters(name: str) -> dict[str, Any]:
-    """The constructor's hyperparameters and their defaults (for ``inertia optimizers``)."""
-    sig = inspect.signature(OPTIMIZERS[name].__init__)
-    return {p.name: ("required" if p.default is p.empty else p.default) for p in sig.parameters.values()
-            if p.name not in ("self", "params") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    """Every hyperparameter of optimizer ``name`` and its default (``"required"`` when none).
+
+    The constructor's own arguments come from its signature; the options every inertia
+    optimizer shares (``nonfinite``, ``sparse`` …) from the ``defaults`` of an instance,
+    so this follows the optimizer package as it changes.
+    """
+    import torch
+
+    cls = optimizer_classes()[name]
+    sig = inspect.signature(cls.__init__)
+    out = {p.name: ("required" if p.default is p.empty else p.default) for p in sig.parameters.values()
+           if p.name not in ("self", "params") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    needed = {k: 1e-3 for k, v in out.items() if v == "required"}
+    instance = cls([torch.nn.Parameter(torch.zeros(1))], **needed)
+    for key, value in instance.defaults.items():
+        out.setdefault(key, value)
+    return out
+
+
+def _type_problem(key: str, value: Any, default: Any) -> str | None:
+    number = (int, float)
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif default == "required" or isinstance(default, number):
+        ok, want = isinstance(value, number) and not isinstance(value, bool), "a number"
+    elif isinstance(default, tuple):
+        ok = (isinstance(value, (tuple, list)) and len(value) == len(default)
+              and all(isinstance(v, number) and not isinstance(v, bool) for v in value))
+        want = f"a tuple of {len(default)} numbers such as {default}"
+    elif isinstance(default, str):
+        ok, want = isinstance(value, str), "a word"
+    else:
+        return None  # None defaults (state_dtype, fused): the optimizer checks them
+    return None if ok else f"{key} must be {want}, got {value!r}"
+
+
+def check_hparams(spec: OptimizerSpec) -> None:
+    """Unknown keys and values of the wrong type, named with the entry."""
+    known = hyperparameters(spec.name)
+    for key, value in spec.hparams.items():
+        if key not in known:
+            raise fail(spec.source, f"{spec.name} has no hyperparameter {key!r}; valid: {', '.join(known)}")
+        problem = _type_problem(key, value, known[key])
+        if problem:
+            raise fail(spec.source, problem)
 
 
 def describe_optimizers() -> list[tuple[str, str, dict[str, Any]]]:
     """``(name, one-line summary, defaults)`` for every optimizer."""
     from ..optim.registry import REGISTRY
 
-    return [(n, REGISTRY[n].summary if n in REGISTRY else OPTIMIZERS[n].__doc__.splitlines()[0],
-             hyperparameters(n)) for n in OPTIMIZERS]
+    return [(n, info.summary, hyperparameters(n)) for n, info in REGISTRY.items()]

@@ -8,15 +8,22 @@ the same command skips them (:meth:`Store.has`, by :func:`inertia.lab.runner.run
 Tables (schema version :data:`SCHEMA_VERSION`):
 
 * ``schema_version(version)`` – one row; a database of another version is refused with
-  :class:`IncompatibleDatabaseError` before anything is written.
+  :class:`IncompatibleDatabaseError` before anything is written. Version 1 databases (before
+  validation splits) are refused rather than migrated: their runs measured the test split
+  during training, so they cannot be scored under the validation/test protocol at all.
 * ``workloads(hash, name, info)`` – what the report needs about each workload (config,
   description, contour grid …) as JSON, so a report can be rebuilt from the file alone.
-* ``runs(key, …)`` – one row per run: full configuration, status, timings, memory,
-  device, library versions (JSON columns for the nested parts).
+* ``runs(key, …)`` – one row per run: full configuration and resolved hyperparameters,
+  status, final test metric, timings, threads, concurrency, memory, device, library
+  versions (JSON columns for the nested parts).
 * ``series(run_key, name, data)`` – per-step arrays as JSON: ``losses``, ``lrs``, ``times``,
   ``evals``, ``trajectory``.
-* ``comparisons(id, created, title, command, run_keys)`` – which runs each ``compare``
-  call covered, so ``inertia report DB`` regenerates that comparison's report.
+* ``comparisons(id, created, title, command, run_keys, meta)`` – which runs each ``compare``
+  call covered and how it ran (wall time, parallel jobs, load), so ``inertia report DB``
+  regenerates that comparison's report.
+
+A failed run is stored (the report shows it) but does not count as done: re-running the
+comparison retries it.
 """
 from __future__ import annotations
 
@@ -27,32 +34,34 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from .runner import RunRecord
+from .records import FAILED, RunRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 CREATE TABLE workloads (hash TEXT PRIMARY KEY, name TEXT NOT NULL, info TEXT NOT NULL);
 CREATE TABLE runs (
     key TEXT PRIMARY KEY, workload TEXT NOT NULL, workload_hash TEXT NOT NULL, label TEXT NOT NULL,
-    optimizer TEXT NOT NULL, seed INTEGER NOT NULL, status TEXT NOT NULL, error TEXT,
-    steps INTEGER NOT NULL, steps_done INTEGER NOT NULL, batch_size INTEGER,
-    wall_time REAL, train_time REAL, time_per_step REAL, state_bytes INTEGER,
-    peak_memory INTEGER, peak_memory_kind TEXT, device TEXT, created TEXT,
-    workload_config TEXT NOT NULL, spec TEXT NOT NULL, hparams TEXT NOT NULL, versions TEXT NOT NULL
+    optimizer TEXT NOT NULL, seed INTEGER NOT NULL, lr REAL, lr_source TEXT NOT NULL, schedule TEXT,
+    batch_size INTEGER, status TEXT NOT NULL, error TEXT, steps INTEGER NOT NULL, steps_done INTEGER NOT NULL,
+    test_metric REAL, wall_time REAL, train_time REAL, time_per_step REAL, state_bytes INTEGER,
+    peak_memory INTEGER, peak_memory_kind TEXT, skipped_steps INTEGER, device TEXT, threads INTEGER,
+    concurrency INTEGER, created TEXT,
+    workload_config TEXT NOT NULL, spec TEXT NOT NULL, hparams TEXT NOT NULL, load TEXT NOT NULL,
+    versions TEXT NOT NULL
 );
 CREATE TABLE series (run_key TEXT NOT NULL REFERENCES runs(key), name TEXT NOT NULL, data TEXT NOT NULL,
                      PRIMARY KEY (run_key, name));
 CREATE TABLE comparisons (id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL, title TEXT,
-                          command TEXT, run_keys TEXT NOT NULL);
+                          command TEXT, run_keys TEXT NOT NULL, meta TEXT NOT NULL DEFAULT '{}');
 """
 
 _SERIES = ("losses", "lrs", "times", "evals", "trajectory")
-_SCALARS = ("workload", "label", "optimizer", "seed", "status", "error", "steps", "steps_done", "batch_size",
-            "wall_time", "train_time", "time_per_step", "state_bytes", "peak_memory", "peak_memory_kind",
-            "device", "created")
-_JSON = ("workload_config", "spec", "hparams", "versions")
+_SCALARS = ("workload", "label", "optimizer", "seed", "lr", "lr_source", "schedule", "batch_size", "status", "error",
+            "steps", "steps_done", "test_metric", "wall_time", "train_time", "time_per_step", "state_bytes",
+            "peak_memory", "peak_memory_kind", "skipped_steps", "device", "threads", "concurrency", "created")
+_JSON = ("workload_config", "spec", "hparams", "load", "versions")
 
 
 class StoreError(RuntimeError):
@@ -117,13 +126,16 @@ class Store:
             raise IncompatibleDatabaseError(
                 f"{self.path} was written with results schema version {version}, and this inertia reads "
                 f"version {SCHEMA_VERSION}; nothing was changed: use the inertia version that wrote it, "
-                "or choose another --db or output folder")
+                "or choose another --db or output folder"
+                + (" (version 1 runs measured the test split during training, so they cannot be scored "
+                   "under the validation/test protocol)" if version == 1 else ""))
 
     # ------------------------------------------------------------------ writing
 
     def has(self, key: str) -> bool:
-        """Whether a finished run with this key is stored."""
-        return self.conn.execute("SELECT 1 FROM runs WHERE key=?", (key,)).fetchone() is not None
+        """Whether a finished run with this key is stored (a failed run is retried, so it does not count)."""
+        row = self.conn.execute("SELECT status FROM runs WHERE key=?", (key,)).fetchone()
+        return row is not None and row[0] != FAILED
 
     def save(self, record: RunRecord, workload_info: dict[str, Any]) -> None:
         """Write one run (and its workload's info) in a single transaction: all or nothing."""
@@ -140,24 +152,27 @@ class Store:
             self.conn.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?)",
                                   [(record.key, name, _dumps(data[name])) for name in _SERIES])
 
-    def add_comparison(self, run_keys: Iterable[str], title: str = "", command: str = "") -> int:
-        """Remember which runs one comparison covered; returns its id."""
+    def add_comparison(self, run_keys: Iterable[str], title: str = "", command: str = "",
+                       meta: dict[str, Any] | None = None) -> int:
+        """Remember which runs one comparison covered, and how it ran; returns its id."""
         with self.conn:
             cur = self.conn.execute(
-                "INSERT INTO comparisons (created, title, command, run_keys) VALUES (?, ?, ?, ?)",
-                (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), title, command, json.dumps(list(run_keys))))
+                "INSERT INTO comparisons (created, title, command, run_keys, meta) VALUES (?, ?, ?, ?, ?)",
+                (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), title, command, json.dumps(list(run_keys)),
+                 _dumps(meta or {})))
         return int(cur.lastrowid)
 
     # ------------------------------------------------------------------ reading
 
     def comparison(self, which: int | None = None) -> dict[str, Any] | None:
         """A comparison by id, or the latest one; None when there is none."""
-        q = "SELECT id, created, title, command, run_keys FROM comparisons "
+        q = "SELECT id, created, title, command, run_keys, meta FROM comparisons "
         row = (self.conn.execute(q + "WHERE id=?", (which,)) if which is not None
                else self.conn.execute(q + "ORDER BY id DESC LIMIT 1")).fetchone()
         if row is None:
             return None
-        return {"id": row[0], "created": row[1], "title": row[2], "command": row[3], "run_keys": json.loads(row[4])}
+        return {"id": row[0], "created": row[1], "title": row[2], "command": row[3], "run_keys": json.loads(row[4]),
+                "meta": json.loads(row[5])}
 
     def keys(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT key FROM runs ORDER BY rowid")]
@@ -176,8 +191,7 @@ class Store:
                 data[c] = json.loads(data[c])
             for name, blob in self.conn.execute("SELECT name, data FROM series WHERE run_key=?", (key,)):
                 data[name] = json.loads(blob)
-            data["evals"] = [tuple(e) for e in data.get("evals") or []]
-            out.append(RunRecord(**data))
+            out.append(RunRecord.from_dict(data))
         return out
 
     def workload_info(self, config: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""The ``seed-claims`` suite: do the seed lesson's three claims hold on real data?
+"""The ``seed-claims`` suite: do the lesson's three claims hold on real data?
 
-The seed lesson says:
+The lesson says:
 
 1. *Image classification*: "Adam reaches 90% fastest, while SGD+Momentum generalises best."
 2. *BERT fine-tuning*: "Adam works with default hyperparameters, RMSprop needs careful tuning."
@@ -10,35 +10,33 @@ Each claim is a statement about *tuned* optimizers or about *defaults*, so the s
 fair protocol: Adam, RMSprop and SGD+Momentum (heavy ball, momentum 0.9) each get the
 same learning-rate sweep (the workload's suggested lr times the same log-spaced factors)
 plus the library's own default lr (what an untuned user gets), on every seed. Nothing
-else is tuned. The scenarios are real data, offline: ``mnist-cnn`` (4,000 MNIST digits,
-small ResNet), ``reviews`` (MiniLM-L6 fine-tuning on Amazon food reviews) and
-``movielens`` (matrix factorisation with sparse embedding gradients, once with lazy
-sparse updates like SparseAdam and once densified).
+else is tuned. The scenarios are real data, offline: ``mnist-cnn`` (MNIST digits, small
+ResNet), ``reviews`` (MiniLM-L6 fine-tuning on Amazon food reviews) and ``movielens``
+(matrix factorisation with sparse embedding gradients, once with lazy sparse updates like
+SparseAdam and once densified).
 
-The verdicts are pure functions of a results table (one row per run; see
-:func:`runs_table`), so they can be recomputed and tested from any stored database.
-Every verdict is decided seed by seed: the claim is **supported** when it holds on every
-seed, **not supported** when it fails on every seed, and **inconclusive** when the seeds
-disagree (or a comparison is an exact tie). A learning rate is chosen per optimizer on the
-mean over seeds, by the same criterion the claim is about (steps to target for "fastest",
-final test metric otherwise); we select and report on the same test set, which flatters
-every optimizer equally and is stated in the report.
+The layout follows the lab's: :mod:`.protocol` (what runs), :mod:`.suite` (running it),
+:mod:`.table` and :mod:`.verdicts` (scoring, pure functions of a results table, so they
+can be recomputed and tested from any stored database), :mod:`.report` (the lab's
+document model). Every verdict is decided seed by seed: the claim is **supported** when
+it holds on every seed, **not supported** when it fails on every seed, and
+**inconclusive** when the seeds disagree (or a comparison is an exact tie). Learning
+rates are chosen on the validation split; claims about the final metric read the test
+split, measured once per run.
 """
-from .protocol import (
-    FAMILIES, FULL_FACTORS, INCONCLUSIVE, NOT_SUPPORTED, QUICK_FACTORS, SUPPORTED, Scenario,
-    curves_table, entries, learning_rates, library_default_lr, runs_table, scenarios,
-)
+from .protocol import FULL_FACTORS, QUICK_FACTORS, Scenario, entries, learning_rates, library_default_lr, scenarios
 from .report import write_report
-from .suite import run
+from .suite import load, run
+from .table import FAMILIES, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, baseline_of, curves_table, runs_table
 from .verdicts import (
-    Verdict, converged, load, recommendations, verdict_best_final, verdict_defaults,
-    verdict_fastest, verdict_stability, verdicts,
+    Verdict, converged, recommendations, tuned_lr, verdict_best_final, verdict_defaults, verdict_fastest,
+    verdict_stability, verdicts,
 )
 
 __all__ = [
     "FAMILIES", "FULL_FACTORS", "QUICK_FACTORS", "SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE",
     "Scenario", "scenarios", "entries", "learning_rates", "library_default_lr", "runs_table",
-    "curves_table", "Verdict", "verdicts", "verdict_fastest", "verdict_best_final",
-    "verdict_defaults", "verdict_stability", "converged", "recommendations", "load",
+    "curves_table", "baseline_of", "Verdict", "verdicts", "verdict_fastest", "verdict_best_final",
+    "verdict_defaults", "verdict_stability", "converged", "recommendations", "tuned_lr", "load",
     "write_report", "run",
 ]

@@ -1,33 +1,43 @@
 """Running the seed-claims suite through the lab, resumably, and writing its report."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
-from .protocol import curves_table, entries, runs_table, scenarios
+from ..running.runner import load_average
+from ..scoring import practical_threshold
+from .protocol import QUICK_COVERAGE, entries, library_lrs, scenarios
 from .report import write_report
-from .verdicts import baseline_of
-
-def _load() -> str:
-    """The 1-minute load average: timings on a shared machine mean little without it."""
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except (OSError, AttributeError):  # not on every platform
-        return "?"
+from .table import baseline_of, curves_table, runs_table
 
 
-def run(out: str, quick: bool = False, quiet: bool = False, seeds: Sequence[int] | None = None) -> pd.DataFrame:
+def load(db: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The runs table, the curves and the workload infos of a stored database."""
+    from ..store import Store
+
+    with Store(db, readonly=True) as store:
+        records = store.runs()
+        infos = {r.workload: store.workload_info(r.workload_config) for r in records}
+    return _tables(records, infos) + (infos,)
+
+
+def _tables(records, infos) -> tuple[pd.DataFrame, pd.DataFrame]:
+    table = runs_table(records, {n: baseline_of(i) for n, i in infos.items()}, library_lrs(),
+                       {n: practical_threshold(i) for n, i in infos.items()})
+    return table, curves_table(records)
+
+
+def run(out: str, quick: bool = False, quiet: bool = False, seeds: Sequence[int] | None = None,
+        jobs: int | None = None) -> pd.DataFrame:
     """Run (or resume) the suite and write its report into ``out``; return the runs table.
 
     Each scenario is one :func:`inertia.lab.compare` call sharing the database
     ``out/runs.sqlite`` (so finished runs are skipped on resume) and writing the lab's own
-    report (curves, time to target, memory) into ``out/<scenario>/``; ``out/report.md`` and
-    ``report.html`` hold the verdicts. A scenario whose extras are missing is skipped, and
-    the report says what to install.
+    report into ``out/<scenario>/``; ``out/report.md`` and ``report.html`` hold the
+    verdicts. A scenario whose extras are missing is skipped, and the report says what to install.
     """
     from ..api import compare
     from ..store import Store
@@ -37,7 +47,7 @@ def run(out: str, quick: bool = False, quiet: bool = False, seeds: Sequence[int]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     db = out_dir / "runs.sqlite"
-    started, load0 = time.perf_counter(), _load()
+    started, load0 = time.perf_counter(), load_average()
     keys: list[str] = []
     skipped: list[str] = []
     for sc in scenarios(quick):
@@ -50,7 +60,7 @@ def run(out: str, quick: bool = False, quiet: bool = False, seeds: Sequence[int]
             continue
         specs = [spec for _, spec in entries(sc, dict(work.default_lr))]
         t0 = time.perf_counter()
-        compare([work], specs, seeds=seeds, out=out_dir / sc.key, db=db, quiet=quiet,
+        compare([work], specs, seeds=seeds, out=out_dir / sc.key, db=db, quiet=quiet, jobs=jobs,
                 title=f"seed-claims: {sc.title}",
                 command=f"inertia compare --suite seed-claims{' --quick' if quick else ''}")
         with Store(db, readonly=True) as store:
@@ -61,13 +71,13 @@ def run(out: str, quick: bool = False, quiet: bool = False, seeds: Sequence[int]
     with Store(db, readonly=True) as store:
         records = store.runs(keys)
         infos = {r.workload: store.workload_info(r.workload_config) for r in records}
-    table = runs_table(records, {n: baseline_of(i) for n, i in infos.items()})
+    table, curves = _tables(records, infos)
     meta = {"quick": quick, "seeds": seeds, "wall_time": time.perf_counter() - started,
             "device": records[0].device if records else "?", "skipped": skipped,
-            "load": f"{load0} at the start, {_load()} at the end"}
+            "load": f"{load0:.1f} at the start, {load_average():.1f} at the end",
+            "notes": [f"**Quick version** (`--suite seed-claims --quick`): {QUICK_COVERAGE}"] if quick else []}
     if not table.empty:
-        path = write_report(table, curves_table(records), out_dir, meta, infos)
+        path = write_report(table, curves, out_dir, meta, infos)
         if not quiet:
             print(f"[seed-claims] report: {path} ({meta['wall_time']:.0f} s)")
     return table
-

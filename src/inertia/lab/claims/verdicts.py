@@ -1,15 +1,20 @@
-"""Verdicts on the seed's claims: pure functions of a results table, decided seed by seed."""
+"""Verdicts on the lesson's claims: pure functions of a results table, decided seed by seed.
+
+Learning rates are chosen on the validation split (:func:`inertia.lab.tuning.choose`);
+claims about the final metric read the test split; one tolerance per scenario, the
+workload's practical threshold (the table's ``threshold`` column), is used everywhere.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from .protocol import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, curves_table, library_default_lr,
-                       runs_table)
+from ..reporting import format as fmt
+from ..tuning import choose
+from .table import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 # ---------------------------------------------------------------------------- verdicts (pure)
 
 @dataclass
@@ -21,6 +26,7 @@ class Verdict:
     status: str
     reason: str
     per_seed: list[dict[str, Any]] = field(default_factory=list)
+    lrs: dict[str, float] = field(default_factory=dict)  # the learning rate of each family's column
 
 
 def _score(value: float, hib: bool) -> float:
@@ -48,23 +54,22 @@ def _rows(table: pd.DataFrame, scenario: str) -> pd.DataFrame:
 
 
 def tuned_lr(table: pd.DataFrame, scenario: str, by: str = "final") -> dict[str, float]:
-    """Each family's best lr on the mean over seeds.
+    """Each family's best lr, chosen on the validation split (see :func:`inertia.lab.tuning.choose`)."""
+    return choose(_rows(table, scenario), by=by)
 
-    ``by="final"``: the best mean final metric (a diverged seed counts as the worst);
-    ``by="steps"``: the fewest median steps to target (never reached counts as infinite),
-    ties broken by the final metric.
-    """
-    rows = _rows(table, scenario)
-    hib = bool(rows["higher_is_better"].iloc[0])
-    out = {}
-    for family, grp in rows.groupby("family"):
-        scored = []
-        for lr, g in grp.groupby("lr"):
-            final = sum(_score(v, hib) for v in g["final"]) / len(g)
-            steps = g["steps_to_target"].fillna(math.inf).median()
-            scored.append(((-steps, final) if by == "steps" else (final,), lr))
-        out[family] = max(scored)[1]
-    return out
+
+def tolerance(rows: pd.DataFrame, tol: float | None = None) -> float:
+    """The tolerance of a scenario: ``tol`` when given, else the workload's practical threshold."""
+    if tol is not None:
+        return float(tol)
+    t = rows["threshold"].iloc[0] if "threshold" in rows else math.nan
+    return float(t) if t == t else 0.01
+
+
+def library_lr(rows: pd.DataFrame, family: str) -> float:
+    """The family's library-default lr as run in this scenario (NaN when it was not run)."""
+    hit = rows[(rows["family"] == family) & rows["library_default"]]["lr"]
+    return float(hit.iloc[0]) if len(hit) else math.nan
 
 
 def _at(rows: pd.DataFrame, family: str, lr: float, seed: int) -> pd.Series | None:
@@ -73,11 +78,10 @@ def _at(rows: pd.DataFrame, family: str, lr: float, seed: int) -> pd.Series | No
 
 
 def _fmt(value: float | None, metric: str) -> str:
+    """A metric value in a verdict's sentence, formatted as every report formats it."""
     if value is None:
         return "not run"
-    if value != value:
-        return "diverged"
-    return f"{value:.1%}" if metric == "accuracy" else f"{value:.4f}"
+    return fmt.metric(value, metric, missing="diverged")
 
 
 def verdict_fastest(table: pd.DataFrame, scenario: str = "image", claimed: str = "Adam") -> Verdict:
@@ -99,15 +103,15 @@ def verdict_fastest(table: pd.DataFrame, scenario: str = "image", claimed: str =
         else:
             outcome = True if mine < best_other else (None if mine == best_other else False)
         outcomes.append(outcome)
-        per_seed.append({"seed": int(seed), **{f: v for f, v in steps.items()}})
+        per_seed.append({"seed": int(seed), **{f: (v if v == v else "never") for f, v in steps.items()}})
     status = _status(outcomes)
     _holds(per_seed, outcomes)
     speed = ", ".join(f"{f} (lr {lr:g}): median {_steps(rows, f, lr)}" for f, lr in lrs.items())
-    reason = (f"Steps to {_fmt(target, rows['metric'].iloc[0])} test {rows['metric'].iloc[0]}, each optimizer at its "
-              f"fastest learning rate: {speed}. {claimed} was strictly fastest on "
+    reason = (f"Steps until the validation {rows['metric'].iloc[0]} holds {_fmt(target, rows['metric'].iloc[0])} to the "
+              f"end, each optimizer at its fastest learning rate (chosen on validation): {speed}. {claimed} was strictly fastest on "
               f"{sum(o is True for o in outcomes)} of {len(outcomes)} seeds"
               f"{_ties(outcomes)}.")
-    return Verdict(f"{claimed} reaches {target:.0%} fastest", scenario, status, reason, per_seed)
+    return Verdict(f"{claimed} reaches {target:.0%} fastest", scenario, status, reason, per_seed, lrs)
 
 
 def _steps(rows: pd.DataFrame, family: str, lr: float) -> str:
@@ -139,10 +143,10 @@ def verdict_best_final(table: pd.DataFrame, scenario: str = "image", claimed: st
     status = _status(outcomes)
     _holds(per_seed, outcomes)
     means = ", ".join(f"{f} (lr {lr:g}) {_fmt(_mean_final(rows, f, lr), metric)}" for f, lr in lrs.items())
-    reason = (f"Final test {metric} (mean over seeds), each optimizer at its best learning rate: {means}. "
+    reason = (f"Final test {metric} (mean over seeds), each optimizer at its best learning rate on validation: {means}. "
               f"{claimed} was strictly best on {sum(o is True for o in outcomes)} of {len(outcomes)} seeds"
               f"{_ties(outcomes, 'exact tie')}.")
-    return Verdict(f"{claimed} generalises best (final test {metric})", scenario, status, reason, per_seed)
+    return Verdict(f"{claimed} generalises best (final test {metric})", scenario, status, reason, per_seed, lrs)
 
 
 def _mean_final(rows: pd.DataFrame, family: str, lr: float) -> float | None:
@@ -154,17 +158,19 @@ def _mean_final(rows: pd.DataFrame, family: str, lr: float) -> float | None:
 
 
 def verdict_defaults(table: pd.DataFrame, scenario: str = "text", works: str = "Adam",
-                     needs_tuning: str = "RMSprop", tol: float = 0.02) -> Verdict:
+                     needs_tuning: str = "RMSprop", tol: float | None = None) -> Verdict:
     """"``works`` works with its defaults, ``needs_tuning`` needs careful tuning".
 
     On each seed both halves must hold: ``works`` at the library default lr is within ``tol``
     of the best tuned result of any optimizer, and ``needs_tuning`` at its library default
-    lr is more than ``tol`` worse than itself at its tuned lr.
+    lr is more than ``tol`` worse than itself at its tuned lr (``tol``: the scenario's
+    practical threshold unless given).
     """
     rows = _rows(table, scenario)
     lrs = tuned_lr(table, scenario, by="final")
     hib, metric = bool(rows["higher_is_better"].iloc[0]), rows["metric"].iloc[0]
-    defaults = {f: library_default_lr(f) for f in (works, needs_tuning)}
+    tol = tolerance(rows, tol)
+    defaults = {f: library_lr(rows, f) for f in (works, needs_tuning)}
     per_seed, outcomes = [], []
     for seed in sorted(rows["seed"].unique()):
         tuned = {f: _score(r["final"], hib) if (r := _at(rows, f, lr, seed)) is not None else -math.inf
@@ -175,20 +181,20 @@ def verdict_defaults(table: pd.DataFrame, scenario: str = "text", works: str = "
         needs = at_default[needs_tuning] < tuned.get(needs_tuning, -math.inf) - tol
         ok = None if math.isnan(at_default[works]) or math.isnan(at_default[needs_tuning]) else (works_ok and needs)
         outcomes.append(ok)
-        per_seed.append({"seed": int(seed), f"{works} at default": _raw(at_default[works], hib),
-                         f"{needs_tuning} at default": _raw(at_default[needs_tuning], hib),
+        per_seed.append({"seed": int(seed), f"{works} at default lr {defaults[works]:g}": _raw(at_default[works], hib),
+                         f"{needs_tuning} at default lr {defaults[needs_tuning]:g}": _raw(at_default[needs_tuning], hib),
                          "best tuned": _raw(max(tuned.values()), hib),
-                         f"{needs_tuning} tuned": _raw(tuned.get(needs_tuning, -math.inf), hib),
+                         f"{needs_tuning} tuned (lr {lrs.get(needs_tuning, math.nan):g})": _raw(tuned.get(needs_tuning, -math.inf), hib),
                          f"{works} ok": bool(works_ok), f"{needs_tuning} needs tuning": bool(needs)})
     status = _status(outcomes)
     _holds(per_seed, outcomes)
-    sens = "; ".join(f"{f}: {n} of {m} learning rates within {tol:g} of its best"
+    sens = "; ".join(f"{f}: {n} of {m} learning rates within {tol:.3g} of its best"
                      for f, (n, m) in ((f, _forgiving(rows, f, hib, tol)) for f in lrs))
     reason = (f"Mean final test {metric}: {works} at its default lr {defaults[works]:g} scores "
               f"{_fmt(_mean_final(rows, works, defaults[works]), metric)}, {needs_tuning} at its default lr "
               f"{defaults[needs_tuning]:g} scores {_fmt(_mean_final(rows, needs_tuning, defaults[needs_tuning]), metric)}; "
               f"tuned: " + ", ".join(f"{f} {_fmt(_mean_final(rows, f, lr), metric)} (lr {lr:g})" for f, lr in lrs.items())
-              + f". Tolerance {tol:g}. Sensitivity (mean over seeds) — {sens}. The claim held on "
+              + f". Tolerance {tol:.3g} (the practical threshold). Sensitivity (mean over seeds) — {sens}. The claim held on "
               f"{sum(o is True for o in outcomes)} of {len(outcomes)} seeds.")
     return Verdict(f"{works} works with default hyperparameters while {needs_tuning} needs careful tuning",
                    scenario, status, reason, per_seed)
@@ -212,12 +218,18 @@ def _forgiving(rows: pd.DataFrame, family: str, hib: bool, tol: float) -> tuple[
     return int((g >= g.max() - tol).sum()), int(len(g))
 
 
-def converged(final: float, best: float, baseline: float, hib: bool, rebound_tol: float = 0.02) -> bool:
+def converged(final: float, best: float, baseline: float, hib: bool, rebound_tol: float = 0.02,
+              last: float | None = None) -> bool:
     """A run converged when it ended finite, better than the trivial predictor, and within
-    ``rebound_tol`` of the best value it reached (it did not climb back up)."""
+    ``rebound_tol`` of the best value it reached (it did not climb back up).
+
+    ``last`` is the final value on the split ``best`` was measured on (validation), when
+    ``final`` is the test metric; by default ``final`` itself.
+    """
     if final != final:
         return False
-    if (best - final if hib else final - best) > rebound_tol:
+    last = final if last is None else last
+    if (best - last if hib else last - best) > rebound_tol:
         return False
     if baseline != baseline:
         return True
@@ -225,7 +237,7 @@ def converged(final: float, best: float, baseline: float, hib: bool, rebound_tol
 
 
 def verdict_stability(table: pd.DataFrame, scenario: str = "recsys-lazy", stable: str = "RMSprop",
-                      fragile: str = "Adam", rebound_tol: float = 0.02) -> Verdict:
+                      fragile: str = "Adam", rebound_tol: float | None = None) -> Verdict:
     """"``stable`` is more stable and ``fragile`` may fail to converge".
 
     On each seed, over the same relative learning-rate sweep: ``fragile`` fails to converge
@@ -234,11 +246,12 @@ def verdict_stability(table: pd.DataFrame, scenario: str = "recsys-lazy", stable
     ``stable`` does. If neither ever fails, the claim does not hold on that seed.
     """
     rows = _rows(table, scenario)
+    rebound_tol = tolerance(rows, rebound_tol)
     hib, metric = bool(rows["higher_is_better"].iloc[0]), rows["metric"].iloc[0]
     per_seed, outcomes = [], []
     for seed in sorted(rows["seed"].unique()):
         s = rows[rows["seed"] == seed]
-        fails = {f: int(sum(not converged(r.final, r.best, r.baseline, hib, rebound_tol)
+        fails = {f: int(sum(not converged(r.final, r.best, r.baseline, hib, rebound_tol, getattr(r, "val_final", None))
                             for r in s[s["family"] == f].itertuples()))
                  for f in (stable, fragile)}
         counts = {f: int((s["family"] == f).sum()) for f in (stable, fragile)}
@@ -250,7 +263,8 @@ def verdict_stability(table: pd.DataFrame, scenario: str = "recsys-lazy", stable
     rebound = "; ".join(f"{f}: {_rebound(rows, f, hib):.4f}" for f in (stable, fragile))
     base = rows["baseline"].iloc[0]
     reason = (f"A run fails to converge when it diverges, ends no better than the trivial predictor "
-              f"({_fmt(base, metric)} test {metric}) or ends more than {rebound_tol:g} worse than its own best. "
+              f"({_fmt(base, metric)} test {metric}) or ends more than {rebound_tol:.3g} worse than its own best "
+              "validation value. "
               f"Failures per seed (same relative learning-rate sweep): "
               + "; ".join(f"seed {p['seed']}: {fragile} {p[f'{fragile} failed']}, {stable} {p[f'{stable} failed']}"
                           for p in per_seed)
@@ -261,14 +275,18 @@ def verdict_stability(table: pd.DataFrame, scenario: str = "recsys-lazy", stable
 
 
 def _rebound(rows: pd.DataFrame, family: str, hib: bool) -> float:
+    """Mean climb from the best to the final validation value over converged runs."""
     g = rows[(rows["family"] == family) & rows["final"].notna()]
-    g = g[[converged(f, bs, b, hib, math.inf) for f, bs, b in zip(g["final"], g["best"], g["baseline"])]]
+    last = g["val_final"] if "val_final" in g else g["final"]
+    g, last = (g[[converged(f, bs, b, hib, math.inf) for f, bs, b in zip(g["final"], g["best"], g["baseline"])]],
+               last)
     if g.empty:
         return math.nan
-    return float(((g["best"] - g["final"]) if hib else (g["final"] - g["best"])).mean())
+    last = last.loc[g.index]
+    return float(((g["best"] - last) if hib else (last - g["best"])).mean())
 
 
-#: the seed's words, and which verdict function tests them on which scenario
+#: the lesson's words, and which verdict function tests them on which scenario
 CLAIMS: list[tuple[str, str, Any]] = [
     ("On image classification, Adam reaches 90% fastest ...", "image", verdict_fastest),
     ("... while SGD+Momentum generalises best.", "image", verdict_best_final),
@@ -281,23 +299,25 @@ CLAIMS: list[tuple[str, str, Any]] = [
 
 
 def verdicts(table: pd.DataFrame) -> list[tuple[str, Verdict]]:
-    """Every claim whose scenario has runs in ``table``: ``(seed's words, verdict)``."""
+    """Every claim whose scenario has runs in ``table``: ``(the lesson's words, verdict)``."""
     present = set(table["scenario"]) if not table.empty else set()
     return [(quote, fn(table, scenario)) for quote, scenario, fn in CLAIMS if scenario in present]
 
 
-def recommendations(table: pd.DataFrame, tol: float = 0.01) -> list[str]:
-    """"Which optimizer to pick", one line per scenario, from the measured means only."""
+def recommendations(table: pd.DataFrame, tol: float | None = None) -> list[str]:
+    """"Which optimizer to pick", one line per scenario, from the measured means only
+    (learning rates chosen on validation, final metrics on test)."""
     lines = []
     for scenario in dict.fromkeys(table["scenario"]):
         rows = _rows(table, scenario)
+        t = tolerance(rows, tol)
         hib, metric = bool(rows["higher_is_better"].iloc[0]), rows["metric"].iloc[0]
         lrs = tuned_lr(table, scenario, by="final")
         finals = {f: _mean_final(rows, f, lr) for f, lr in lrs.items()}
         ranked = sorted(finals, key=lambda f: _score(finals[f], hib), reverse=True)
         best = ranked[0]
-        close = [f for f in ranked[1:] if _score(finals[f], hib) >= _score(finals[best], hib) - tol]
-        good = {f: _forgiving(rows, f, hib, tol)[0] for f in lrs}
+        close = [f for f in ranked[1:] if _score(finals[f], hib) >= _score(finals[best], hib) - t]
+        good = {f: _forgiving(rows, f, hib, t)[0] for f in lrs}
         top = [f for f in lrs if good[f] == max(good.values())]
         forgiving = (top[0] if len(top) == 1 else f"no clear winner ({', '.join(top)} tie)") \
             if max(good.values()) > 1 else "none: each has a single good learning rate in the sweep"
@@ -306,31 +326,9 @@ def recommendations(table: pd.DataFrame, tol: float = 0.01) -> list[str]:
         if edge:  # the optimum may lie outside the sweep: the tuning is not finished there
             text += f" [best lr at the edge of the sweep for {', '.join(edge)}: a wider sweep may change this]"
         if close:
-            text += f"; {', '.join(close)} within {tol:g}, so the choice barely matters here"
-        text += (f". Least sensitive to the learning rate (most learning rates within {tol:g} of its best): "
+            text += f"; {', '.join(close)} within {t:.3g}, so the choice barely matters here"
+        text += (f". Least sensitive to the learning rate (most learning rates within {t:.3g} of its best): "
                  f"{forgiving}. Without tuning (library defaults): "
-                 + ", ".join(f"{f} {_fmt(_mean_final(rows, f, library_default_lr(f)), metric)}" for f in lrs) + ".")
+                 + ", ".join(f"{f} {_fmt(_mean_final(rows, f, library_lr(rows, f)), metric)}" for f in lrs) + ".")
         lines.append(text)
     return lines
-
-
-def baseline_of(info: dict[str, Any]) -> float:
-    """The trivial predictor's score a workload's info records (NaN when it records none)."""
-    extras = info.get("extras") or {}
-    for key in ("baseline_rmse", "test_majority_accuracy"):
-        if key in extras:
-            return float(extras[key])
-    return float("nan")
-
-
-def load(db: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
-    """The runs table, the curves and the workload infos of a stored database."""
-    from ..store import Store
-
-    with Store(db, readonly=True) as store:
-        records = store.runs()
-        infos = {r.workload: store.workload_info(r.workload_config) for r in records}
-    baselines = {name: baseline_of(info) for name, info in infos.items()}
-    return runs_table(records, baselines), curves_table(records), infos
-
-

