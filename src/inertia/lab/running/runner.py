@@ -42,12 +42,15 @@ import torch
 
 from ... import NonFiniteGradientError, schedules
 from .. import outcomes
-from ..records import COMPLETED, DIVERGED, FAILED, RunRecord
+from ..records import COMPLETED, DIVERGED, FAILED, PRUNED, RunRecord
 from ..specs import OptimizerSpec
 from ..workload import Workload
+from ..workloads.common import Accumulated
 from . import build
 
 OnStep = Callable[[int, float], None]
+#: called with ``(step, validation metric)`` at every evaluation after step 0; True stops the run as pruned
+OnEval = Callable[[int, float], bool]
 
 
 def run_key(workload: Workload, spec: OptimizerSpec, seed: int) -> str:
@@ -102,7 +105,8 @@ def threads_for(workload: Workload, dev: torch.device, threads: int | None = Non
 
 
 def train(workload: Workload, spec: OptimizerSpec, seed: int, device: str | torch.device | None = None,
-          threads: int | None = None, concurrency: int = 1, on_step: OnStep | None = None) -> RunRecord:
+          threads: int | None = None, concurrency: int = 1, on_step: OnStep | None = None,
+          on_eval: OnEval | None = None, test: bool = True) -> RunRecord:
     """Train one run for the full budget and return its record (nothing is stored here).
 
     Args:
@@ -111,13 +115,16 @@ def train(workload: Workload, spec: OptimizerSpec, seed: int, device: str | torc
         concurrency: how many runs train on this machine at the same time, recorded so that
             reports never mistake shared-machine seconds for a clean timing.
         on_step: called with ``(step, loss)`` after every step (progress display).
+        on_eval: called with ``(step, validation metric)`` after each evaluation; returning
+            True stops the run with status ``"pruned"`` (a tuning trial's pruner).
+        test: measure the test split at the end; tuning trials do not (they choose on validation).
     """
     dev = pick_device(workload, device)
     previous = torch.get_num_threads()
     n_threads = threads_for(workload, dev, threads)
     torch.set_num_threads(n_threads)
     try:
-        rec = _train(workload, spec, seed, dev, on_step)
+        rec = _train(workload, spec, seed, dev, on_step, on_eval, test)
     finally:
         torch.set_num_threads(previous)
     rec.threads = n_threads
@@ -143,7 +150,8 @@ def _finite_parameters(params: list[torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in params)
 
 
-def _train(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device, on_step: OnStep | None) -> RunRecord:
+def _train(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device, on_step: OnStep | None,
+           on_eval: OnEval | None = None, test: bool = True) -> RunRecord:
     started = time.perf_counter()
     rec = _new_record(workload, spec, seed, dev)
     optimizer = None
@@ -173,10 +181,8 @@ def _train(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device
             try:
                 batch = next(batches)
                 optimizer.zero_grad(set_to_none=True)
-                loss = workload.loss(model, batch)
-                loss.backward()
+                value = _backward(workload, model, batch)  # also waits for the device: honest timing
                 optimizer.step()
-                value = float(loss.detach())  # also waits for the device: honest timing
             except NonFiniteGradientError as exc:
                 rec.status, rec.error = DIVERGED, f"step {step}: {exc}"
                 break
@@ -201,9 +207,12 @@ def _train(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device
                 if why:
                     rec.status, rec.error = DIVERGED, f"step {step}: {why}"
                     break
+                if on_eval is not None and step < workload.steps and on_eval(step, metric):
+                    rec.status = PRUNED
+                    break
             if on_step is not None:
                 on_step(step, value)
-        if rec.status == COMPLETED:
+        if rec.status == COMPLETED and test:
             rec.test_metric = float(workload.evaluate(model, dev, "test"))
     except Exception as exc:  # noqa: BLE001 - any failure is this run's outcome, not the comparison's crash
         rec.status = FAILED
@@ -222,6 +231,26 @@ def _train(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device
         rec.peak_memory_kind = "process peak RSS"
     rec.load.append(load_average())
     return rec
+
+
+def _backward(workload: Workload, model: torch.nn.Module, batch) -> float:
+    """The loss of one step, its gradient accumulated into ``.grad``; returns the loss value.
+
+    A batch of :class:`~inertia.lab.workloads.common.Accumulated` micro-batches is one step at
+    their combined size: each micro-batch's loss is scaled by its share of the examples and
+    back-propagated on its own (so only one micro-batch's activations are alive at a time),
+    which sums to exactly the gradient of the mean loss over the whole batch.
+    """
+    if isinstance(batch, Accumulated):
+        total = 0.0
+        for part, weight in zip(batch.parts, batch.weights):
+            loss = workload.loss(model, part) * weight
+            loss.backward()
+            total += float(loss.detach())
+        return total
+    loss = workload.loss(model, batch)
+    loss.backward()
+    return float(loss.detach())
 
 
 def _current_lr(optimizer: torch.optim.Optimizer) -> float:
