@@ -25,6 +25,7 @@ def test_halving_schedule_costs_what_it_states():
     assert r.stops == (20, 40, 100, 300) and r.counts == (20, 7, 2, 1)
     assert r.planned_steps() == 20 * 20 + 7 * 40 + 2 * 100 + 300 == 1180
     assert r.planned_trials() == 30 and r.multiple() == pytest.approx(1180 / 300)
+    assert r.continued_steps() == 20 * 20 + 7 * 20 + 2 * 60 + 200 == 860
     assert bud.rungs(20, 300, 20, pruner="none").planned_steps() == 20 * 300
     # rungs landing on the same evaluation merge; the last rung is the full budget
     r = bud.rungs(6, 40, 10)
@@ -226,3 +227,29 @@ def test_version_2_databases_gain_the_tunings_table(tmp_path):
         assert store.tunings()["k"]["label"] == "adam"
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
+
+
+def test_continuing_a_paused_trial_equals_training_it_again(tmp_path, monkeypatch):
+    """A configuration that earns the next rung continues its paused training (dropout's random
+    state included) instead of training again from its start: the same curves, fewer steps."""
+    import torch
+
+    from inertia.lab import Workload
+    from inertia.lab.tuning import driver
+
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(240, 5, generator=g)
+    work = Workload.from_tensors(
+        "dropout", model=lambda: torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                                                     torch.nn.Linear(16, 2)),
+        X=X, Y=(X[:, 0] > 0).long(), target=0.9, steps=30, batch_size=16, eval_every=5)
+    found_by = {}
+    for flag in (False, True):
+        monkeypatch.setattr(driver, "CONTINUE", flag)
+        api.compare([work], ["adam"], seeds=[0], out=tmp_path / str(flag), tune=6, jobs=1, quiet=True)
+        (study,) = _studies(tmp_path / str(flag) / "runs.sqlite").values()
+        found_by[flag] = study
+    assert [t["curve"] for t in found_by[True]["trials"]] == [t["curve"] for t in found_by[False]["trials"]]
+    again, continued = found_by[False]["spent"], found_by[True]["spent"]
+    assert again["steps"] == again["budgeted_steps"] == continued["budgeted_steps"] == bud.rungs(6, 30, 5).planned_steps()
+    assert continued["steps"] == 6 * 5 + 2 * (10 - 5) + 1 * (30 - 10) < again["steps"]

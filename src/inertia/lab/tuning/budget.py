@@ -14,8 +14,9 @@ third, and the last one to the full budget ``R``. The rungs sit at ``R/27, R/9, 
 (as many as there are halvings: ``round(N/3), round(N/9), ..., 1`` continue; each rung
 moved up to the next evaluation, since the validation metric is only measured there).
 For 20 configurations of 300 steps (mnist-cnn, evaluated every 20) that is
-``20 x 20 + 7 x 40 + 2 x 100 + 1 x 300 = 1,180`` steps, 3.93 full runs, whatever the
-values turn out to be.
+``20 x 20 + 7 x 40 + 2 x 100 + 1 x 300 = 1,180`` steps budgeted, 3.93 full runs, whatever
+the values turn out to be; trained continuously (below) it is
+``20 x 20 + 7 x 20 + 2 x 60 + 1 x 200 = 860`` steps, 2.87 full runs.
 
 The halving is *synchronous*: a rung's survivors are chosen when every configuration of
 the rung has finished, so each one competes with all the others, not only with those that
@@ -27,7 +28,8 @@ trained first, an easier ride). A configuration that continues is trained again 
 start to the next rung (a trial is one configuration at one rung, trained on the same seed,
 so it repeats exactly the steps it already took); :mod:`.driver` skips that repetition when
 the same process still holds the configuration's training state, so the steps *spent* are
-fewer than the steps *budgeted*, and the report gives both.
+fewer than the steps *budgeted* (:meth:`Rungs.continued_steps` when every continuation is
+at hand, as when one process runs a study), and the report gives both.
 
 ``pruner="none"`` trains every configuration to the end (``N`` full runs each).
 """
@@ -134,10 +136,19 @@ class Rungs:
         """The planned cost in full training runs."""
         return self.planned_steps() / self.full
 
+    def continued_steps(self) -> int:
+        """The steps actually trained when every configuration continues where it paused
+        (one process holding it from rung to rung): each step is trained once."""
+        last, total = 0, 0
+        for n, stop in zip(self.counts, self.stops):
+            total += n * (stop - last)
+            last = stop
+        return total
+
     def to_dict(self) -> dict:
         return {"steps": list(self.steps), "keep": list(self.keep), "stops": list(self.stops),
                 "counts": list(self.counts), "planned_steps": self.planned_steps(), "full": self.full,
-                "multiple": self.multiple()}
+                "multiple": self.multiple(), "continued_steps": self.continued_steps()}
 
 
 def rungs(trials: int, full: int, eval_every: int, pruner: str = "halving", eta: int = ETA) -> Rungs:

@@ -21,6 +21,7 @@ import math
 import os
 import socket
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -37,6 +38,13 @@ from .study import Heartbeat, Plan, Study, study_key
 
 #: seconds between looks at the storage while other processes hold the remaining trials
 POLL_S = 0.5
+#: continue a configuration's paused training at its next rung when this process still holds it
+#: (False: always train it again from its start; the results are the same, only slower)
+CONTINUE = True
+#: at most this many bytes of paused trainings (parameters and optimizer state) are kept
+CACHE_BYTES = 512 * 2**20
+
+_paused: "OrderedDict[tuple[str, int], runner.Training]" = OrderedDict()
 
 
 @dataclass
@@ -93,28 +101,56 @@ def run_trial(job: Job, study: Study, trial: optuna.Trial, device: str | None = 
         hp = sp.to_hparams(params, job.plan.defaults)
         trial.set_user_attr("run", {"hparams": jsonable(hp), "worker": f"{socket.gethostname()}:{os.getpid()}"})
         spec = dataclasses.replace(job.spec, hparams={**job.spec.hparams, **hp}, label=None, tuned=None)
-        stop = study.stop_step(trial)
+        run, before = _resume(job, trial, spec, device, threads)
+        started = time.perf_counter()
         with Heartbeat(job.url, trial._trial_id):
-            rec = runner.train(job.workload, spec, job.plan.budget.seed, device=device, threads=threads,
-                               on_eval=lambda step, value: step >= stop, test=False)
+            rec = run.advance(until=study.stop_step(trial))
+        seconds = time.perf_counter() - started
     except KeyboardInterrupt:
         study.study.tell(trial, state=optuna.trial.TrialState.FAIL)  # no error: the next claim runs it again
         raise
+    if rec.status == PRUNED:  # paused at its rung: it may earn the next one
+        _keep(job.plan.key, int(trial.user_attrs["slot"]), run)
     outcome = {COMPLETED: "completed", PRUNED: "pruned", DIVERGED: "diverged", FAILED: "failed"}[rec.status]
     try:
-        _tell(study, trial, rec, outcome)
+        _tell(study, trial, rec, outcome, rec.steps_done - before, seconds)
     except optuna.exceptions.UpdateFinishedTrialError:
         # another process took this trial for abandoned (no heartbeat within the grace period) and
         # enqueued it again: that attempt counts, this one is dropped
         outcome = "dropped (taken for abandoned)"
     return {"study": job.plan.key, "slot": trial.user_attrs.get("slot"), "rung": trial.user_attrs.get("rung", 0),
-            "outcome": outcome, "lr": hp.get("lr"), "steps": rec.steps_done, "seconds": rec.wall_time}
+            "outcome": outcome, "lr": hp.get("lr"), "steps": rec.steps_done, "seconds": seconds}
 
 
-def _tell(study: Study, trial: optuna.Trial, rec, outcome: str) -> None:
+def _resume(job: Job, trial: optuna.Trial, spec: OptimizerSpec, device: str | None,
+            threads: int | None) -> tuple[runner.Training, int]:
+    """The trial's training, continued from the previous rung when this process paused it there,
+    else new; and the step it starts from."""
+    rung, slot = int(trial.user_attrs.get("rung", 0)), int(trial.user_attrs["slot"])
+    run = _paused.pop((job.plan.key, slot), None)
+    if (CONTINUE and run is not None and rung > 0 and run.spec == spec
+            and run.step == job.plan.rungs.stops[rung - 1]):
+        return run, run.step
+    return runner.Training(job.workload, spec, job.plan.budget.seed, device, threads), 0
+
+
+def _keep(study: str, slot: int, run: runner.Training) -> None:
+    """Hold a paused training for its next rung, dropping the oldest beyond :data:`CACHE_BYTES`."""
+    if not CONTINUE:
+        return
+    _paused[study, slot] = run
+
+    def size(r: runner.Training) -> int:
+        return sum(p.numel() * p.element_size() for p in r.params) + runner.state_bytes(r.optimizer)
+
+    while len(_paused) > 1 and sum(size(r) for r in _paused.values()) > CACHE_BYTES:
+        _paused.popitem(last=False)
+
+
+def _tell(study: Study, trial: optuna.Trial, rec, outcome: str, trained: int, seconds: float) -> None:
     """Store a trained trial's result and finish it."""
     curve = [[int(s), float(v)] for s, _, v in rec.evals if math.isfinite(v)]
-    trial.set_user_attr("result", {"steps": rec.steps_done, "trained": rec.steps_done, "seconds": rec.wall_time,
+    trial.set_user_attr("result", {"steps": rec.steps_done, "trained": trained, "seconds": seconds,
                                    "curve": curve, "outcome": outcome, "last_value": curve[-1][1] if curve else None,
                                    **({"stopped": rec.error} if rec.error and rec.status != FAILED else {})})
     if rec.status == FAILED:  # kept apart: a failed trial with an error runs again only on the next invocation
