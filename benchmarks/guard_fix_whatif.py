@@ -14,7 +14,7 @@ This script builds each "fixed" contender with that one-line change patched into
 generated source (so its kernels differ from the others' and are compiled apart), and
 times it against the unchanged default, the unchecked step and torch's fused step in the
 same interleaved rounds (the harness of ``step_throughput.py``). It changes nothing on disk
-but the kernel cache.
+but the kernel cache, and writes what it prints to ``results/guard_fix_whatif.md``.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import contextlib
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -71,7 +72,16 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     shapes = bench.transformer_shapes(args.params)
     n = sum(torch.Size(s).numel() for s in shapes)
-    print(f"{n / 1e6:.1f}M params, {torch.get_num_threads()} threads, load {os.getloadavg()}")
+    lines = ["# The guard's exponent reduction: as it is and fixed, in the same rounds", "",
+             f"`python benchmarks/guard_fix_whatif.py {' '.join(argv or sys.argv[1:])}`: "
+             f"{n / 1e6:.1f}M float32 params (transformer-shaped) and 100 x 1k; "
+             f"{torch.get_num_threads()} torch thread(s), {bench._machine()}, torch "
+             f"{torch.__version__}; {args.rounds} interleaved rounds, medians. *fixed* = "
+             "kernels generated with `worst = np.uint32(0)` (see the script's docstring). "
+             "Started " + time.strftime("%Y-%m-%d %H:%M") + f", load {bench._load_text()}.", "",
+             "| problem | optimizer | ms per step | guard cost | torch fused / inertia |",
+             "|---|---|---|---|---|"]
+    print(lines[2], flush=True)
     o = torch.optim
     fused = {"SGD": lambda ps: o.SGD(ps, lr=1e-3, momentum=0.9, fused=True),
              "Adam": lambda ps: o.Adam(ps, lr=1e-3, fused=True),
@@ -89,20 +99,29 @@ def main(argv=None) -> None:
     for label, problem in (("large", shapes), ("small (100 x 1k)", [(1000,)] * 100)):
         for name, (make, theirs) in cases.items():
             default = bench.optimizer(make, problem, "cpu")
-            builders = {"default": default, "default, fixed guard": with_fix(default),
-                        "unchecked": bench.optimizer(lambda ps, m=make: m(ps, nonfinite=None),
-                                                     problem, "cpu")}
+            unchecked = bench.optimizer(lambda ps, m=make: m(ps, nonfinite=None), problem,
+                                        "cpu")
+            builders = {"default": default, "default, fixed": with_fix(default),
+                        "unchecked": unchecked, "unchecked, fixed": with_fix(unchecked)}
             if theirs is not None:
                 builders["torch fused"] = bench.optimizer(theirs, problem, "cpu")
             t = bench.interleaved(builders, args.rounds, args.block, "cpu")
-            cells = [f"{k} {t.median(k) * 1e3:.3f} ms" for k in t.samples]
-            ratios = [f"{k} / unchecked {t.ratio(k, 'unchecked')[0]:.3f}x"
-                      for k in ("default", "default, fixed guard")]
+            cells = "; ".join(f"{k} {t.median(k) * 1e3:.3f}" for k in t.samples)
+            guard = (f"as is {_x(t.ratio('default', 'unchecked'))}, fixed "
+                     f"{_x(t.ratio('default, fixed', 'unchecked, fixed'))}")
+            speed = "-"
             if "torch fused" in t.samples:
-                ratios += [f"torch fused / {k} {1 / t.ratio(k, 'torch fused')[0]:.2f}x"
-                           for k in ("default", "default, fixed guard")]
-            print(f"{label:17s} {name:23s} " + ", ".join(cells) + "; " + ", ".join(ratios)
-                  + f" (load {os.getloadavg()[0]:.2f})", flush=True)
+                speed = ", ".join(f"{k} {_x(bench._inverse(t.ratio(k, 'torch fused')))}"
+                                  for k in ("default", "default, fixed"))
+            lines.append(f"| {label} | {name} | {cells} | {guard} | {speed} |")
+            print(lines[-1] + f" (load {os.getloadavg()[0]:.2f})", flush=True)
+    lines += ["", "Ratios: ratio of medians (interquartile range of the per-round ratios). "
+              f"Finished {time.strftime('%Y-%m-%d %H:%M')}, load {bench._load_text()}."]
+    (bench.RESULTS / "guard_fix_whatif.md").write_text("\n".join(lines) + "\n")
+
+
+def _x(r) -> str:
+    return f"{r[0]:.2f}x ({r[1]:.2f}-{r[2]:.2f})"
 
 
 if __name__ == "__main__":

@@ -10,23 +10,24 @@ layer by layer, and times each layer against torch's fused step in interleaved r
 * ``operator``: ``torch.ops.inertia.fused_apply`` called directly with the lists the
   step's plan holds (op dispatch, the C++ runner's checks, address and chunk tables, the
   kernel, the step counters), i.e. the step without the engine's Python;
-* ``check``: ``torch.ops.inertia.fused_check`` with the same lists (dispatch + checks);
+* ``check``: ``torch.ops.inertia.fused_check`` with the same lists (dispatch + checks),
+  called through the overload packet as the engine does, and through ``.default``;
 * ``kernel``: the numba kernel called from Python on a prepared argument array (a few
   microseconds of numba dispatch + the sweep itself).
 
 So: engine Python = step - operator; runner bookkeeping = operator - kernel. It reaches
 into the engine's private state (``opt._plans``) to get the operator's arguments: a
 profiling tool, not an API. ``--profile`` adds cProfile's view of the engine's Python.
+What it prints is also written to ``results/small_step_profile.md``.
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
 import io
-import os
 import pstats
-import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +68,14 @@ def inertia_parts(name: str, nonfinite) -> dict:
         return lambda: op(b.apply, plan.params, grads, plan.states, plan.steps, b.hyper,
                           None, None, gmul, None, b.bad)
 
-    def check():
-        opt = made()
-        plan, b, grads, _ = _plan_args(opt)
-        op = torch.ops.inertia.fused_check
-        return lambda: op(b.apply, plan.params, grads, plan.states, plan.steps)
+    def check(op_name: str = "packet"):
+        def build():
+            opt = made()
+            plan, b, grads, _ = _plan_args(opt)
+            op = torch.ops.inertia.fused_check
+            op = op.default if op_name == "default" else op
+            return lambda: op(b.apply, plan.params, grads, plan.states, plan.steps)
+        return build
 
     def kernel():
         opt = made()
@@ -105,7 +109,8 @@ def inertia_parts(name: str, nonfinite) -> dict:
     label = "default" if nonfinite == "guard" else "unchecked"
     return {f"inertia step ({label})": lambda: made().step,
             f"operator ({label})": operator,
-            f"check ({label})": check,
+            f"check ({label})": check(),
+            f"check, .default ({label})": check("default"),
             f"kernel ({label})": kernel}
 
 
@@ -135,8 +140,16 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     from inertia.backends import ops
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, runner "
-          f"{ops.cpu_implementation()}, load {os.getloadavg()}")
+    out: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        out.append(text)
+
+    say(f"`python benchmarks/small_step_profile.py {' '.join(argv or sys.argv[1:])}`: torch "
+        f"{torch.__version__}, {torch.get_num_threads()} thread(s), runner "
+        f"{ops.cpu_implementation()}, {bench._machine()}, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"load {bench._load_text()}")
     o = torch.optim
     torch_make = {"SGD": lambda ps: o.SGD(ps, lr=1e-3, momentum=0.9, fused=True),
                   "Adam": lambda ps: o.Adam(ps, lr=1e-3, fused=True)}
@@ -144,20 +157,22 @@ def main(argv=None) -> None:
         builders = {"torch fused step": bench.optimizer(torch_make[name], SHAPES, "cpu"),
                     **inertia_parts(name, "guard"), **inertia_parts(name, None)}
         t = bench.interleaved(builders, args.rounds, args.block, "cpu")
-        print(f"\n{name}: microseconds per step, median (interquartile range); load "
-              f"{os.getloadavg()[0]:.2f}")
+        say(f"\n{name}: microseconds per step, median (interquartile range), "
+            f"{args.rounds} interleaved rounds; load after {bench._load_text()}")
         base = t.median("torch fused step")
         for k in t.samples:
             q1, q3 = bench.quartiles(t.samples[k])
-            print(f"  {k:28s} {t.median(k) * 1e6:8.1f} ({q1 * 1e6:.1f}-{q3 * 1e6:.1f})"
-                  f"  {t.median(k) / base:5.2f}x torch fused")
+            say(f"  {k:28s} {t.median(k) * 1e6:8.1f} ({q1 * 1e6:.1f}-{q3 * 1e6:.1f})"
+                f"  {t.median(k) / base:5.2f}x torch fused")
         for label in ("default", "unchecked"):
             step, op = t.median(f"inertia step ({label})"), t.median(f"operator ({label})")
             kern = t.median(f"kernel ({label})")
-            print(f"  {label}: engine Python {1e6 * (step - op):.1f} us, runner bookkeeping "
-                  f"and dispatch {1e6 * (op - kern):.1f} us, kernel {1e6 * kern:.1f} us")
+            say(f"  {label}: engine Python {1e6 * (step - op):.1f} us, runner bookkeeping "
+                f"and dispatch {1e6 * (op - kern):.1f} us, kernel {1e6 * kern:.1f} us")
         if args.profile:
-            print(profile(name))
+            say(profile(name))
+    text = "# Where a small-model step's time goes\n\n```\n" + "\n".join(out) + "\n```\n"
+    (bench.RESULTS / "small_step_profile.md").write_text(text)
 
 
 if __name__ == "__main__":
