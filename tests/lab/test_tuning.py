@@ -120,7 +120,10 @@ def test_every_entry_gets_exactly_the_same_budget(tuned):
         keys = [(t.user_attrs["rung"], t.user_attrs["slot"]) for t in done]
         r = bud.rungs(6, 30, study["plan"]["eval_every"])
         assert len(done) == len(set(keys)) == r.planned_trials()  # each (rung, slot) exactly once
-        assert study["spent"]["steps"] == r.planned_steps()  # valley never diverges at these rates
+        # valley never diverges at these rates: every trial trains to its rung; one process held every
+        # paused configuration, so each continued where it stopped instead of training again from step 0
+        assert study["spent"]["budgeted_steps"] == r.planned_steps()
+        assert study["spent"]["steps"] == r.continued_steps() < r.planned_steps()
         plans[study["label"]] = sorted(t["params"]["lr"] / study["plan"]["space"]["centre"]
                                        for t in study["trials"] if t["phase"] == 1)
     # the same first-phase points relative to each optimizer's centre (adam and sgd 1e-3, momentum 1e-2)
@@ -156,27 +159,27 @@ def test_the_report_shows_the_search(tuned, tmp_path):
 def test_rerunning_resumes_and_trains_no_trial_again(tuned, monkeypatch):
     out, table = tuned
     calls = []
-    real = runner.train
-    monkeypatch.setattr(runner, "train", lambda *a, **k: calls.append(k.get("test")) or real(*a, **k))
+    real = runner.Training.advance  # every trial and every final run trains through it
+    monkeypatch.setattr(runner.Training, "advance", lambda self, *a, **k: calls.append(self.spec) or real(self, *a, **k))
     again = api.compare(["valley"], ["adam", "sgd", "momentum"], seeds=[0, 1], out=out, steps=30, tune=6, jobs=1,
                         quiet=True)
     assert calls == [] and list(again["lr"]) == list(table["lr"])
 
 
 def test_an_interrupted_tuning_resumes_where_it_stopped(tmp_path, monkeypatch):
-    real = runner.train
+    real = runner.Training.advance
     calls = []
 
-    def interrupted(*a, **k):
+    def interrupted(self, *a, **k):  # Ctrl-C during the fourth trial
         calls.append(1)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real(*a, **k)
+        return real(self, *a, **k)
 
-    monkeypatch.setattr(runner, "train", interrupted)
+    monkeypatch.setattr(runner.Training, "advance", interrupted)
     with pytest.raises(KeyboardInterrupt):
         api.compare(["valley"], ["adam"], seeds=[0], out=tmp_path, steps=30, tune=6, jobs=1, quiet=True)
-    monkeypatch.setattr(runner, "train", real)
+    monkeypatch.setattr(runner.Training, "advance", real)
     api.compare(["valley"], ["adam"], seeds=[0], out=tmp_path, steps=30, tune=6, jobs=1, quiet=True)
     (key,) = _studies(tmp_path / "runs.sqlite")
     trials = optuna.load_study(study_name=key, storage=_storage(tmp_path)).get_trials()
