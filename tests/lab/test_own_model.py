@@ -92,3 +92,53 @@ def test_peer_entries_are_checked_like_inertia_ones(tmp_path):
                         seeds=[0], out=tmp_path, steps=20, quiet=True)
     assert sorted(table["lr"]) == [0.02, 0.1]
     assert set(table["lr_source"]) == {"entry"} and set(table["n_reached"]) <= {0, 1}
+
+
+class EvaluatedAtItsStart(__import__("torch").optim.SGD):
+    """A peer with Schedule-Free's two modes, made observable: in eval mode its parameters are
+    their initial values (Schedule-Free's would be its average), in train mode the SGD iterate;
+    it starts in eval mode and its step() refuses to run there, as ``schedulefree``'s do."""
+
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, lr=lr)
+        self.training = False
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["other"] = p.detach().clone()
+
+    def _swap(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                held = self.state[p]["other"]
+                mine = p.detach().clone()
+                p.data.copy_(held)
+                held.copy_(mine)
+
+    def eval(self):
+        if self.training:
+            self._swap()
+            self.training = False
+
+    def train(self):
+        if not self.training:
+            self._swap()
+            self.training = True
+
+    def step(self, closure=None):
+        if not self.training:
+            raise RuntimeError("step() in eval mode: call optimizer.train() first")
+        return super().step(closure)
+
+
+def test_optimizers_with_train_and_eval_modes_are_evaluated_in_eval_mode():
+    from inertia.lab.running import runner
+
+    w = api.resolve_workload("valley").with_budget(12, eval_every=4)
+    rec = runner.train(w, api.resolve_entries([(EvaluatedAtItsStart, {"lr": 0.005})], w)[0], 0)
+    assert rec.status == "completed", rec.error  # trained in train mode after every evaluation
+    start = rec.evals[0][2]
+    assert [e[0] for e in rec.evals] == [0, 4, 8, 12]
+    assert all(e[2] == start for e in rec.evals) and rec.test_metric == start  # every evaluation in eval mode
+    assert rec.trajectory[-1] != rec.trajectory[0] and rec.losses[-1] < rec.losses[0]  # while training moved
+    plain = runner.train(w, api.resolve_entries(["torch.optim.SGD:lr=0.005"], w)[0], 0)
+    assert plain.evals[-1][2] < start  # the same steps without modes: evaluated where it trained

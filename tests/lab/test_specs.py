@@ -129,3 +129,17 @@ def test_resolved_hyperparameters_include_defaults():
     assert build.resolve_lr(spec, {"adam": 0.2}) == ({"lr": 0.2}, "workload")
     assert build.resolve_lr(spec, {}) == ({}, "default")
     assert build.resolve_lr(specs.parse_optimizer("adam:lr=0.3"), {"adam": 0.2})[1] == "entry"
+
+
+def test_the_main_comparison_adds_the_newer_optimizers_where_they_apply(monkeypatch):
+    from inertia.lab import api
+    from inertia.optim.registry import REGISTRY
+
+    cnn, valley = api.resolve_workload("mnist-cnn"), api.resolve_workload("valley")
+    names = lambda w: [s.name for s in api.resolve_entries(None, w)]  # noqa: E731
+    assert names(cnn)[:4] == ["adam", "rmsprop", "momentum", "sgd"] and "adamw" in names(cnn)
+    for newer in ("adamw-schedulefree", "muon"):  # as when inertia has them (the modern-optimizers work)
+        monkeypatch.setitem(REGISTRY, newer, REGISTRY["adamw"])
+    assert names(cnn)[4:] == ["adamw", "adamw-schedulefree", "muon"]
+    assert names(valley)[4:] == ["adamw", "adamw-schedulefree"]  # one 2-D point: no matrix for Muon
+    assert names(api.resolve_workload("minibatch")) == [s.name for s in api.resolve_workload("minibatch").default_entries]

@@ -31,6 +31,9 @@ from .workload import Workload
 
 #: the lesson's headline entries: Adam, RMSprop, SGD+Momentum (the lesson's form), plain SGD
 HEADLINE_OPTIMIZERS = ("adam", "rmsprop", "momentum", "sgd")
+#: newer optimizers the main comparison adds after the headline four, each where inertia has it
+#: (:data:`inertia.optim.registry.REGISTRY`) and the workload suits it (:func:`applies`)
+NEWER_OPTIMIZERS = ("adamw", "adamw-schedulefree", "muon")
 HEADLINE_WORKLOADS = ("mnist-cnn", "valley")
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_OUT = "inertia-report"
@@ -112,7 +115,26 @@ def resolve_entries(optimizers: Any, workload: Workload) -> list[OptimizerSpec]:
         return [resolve_entry(o) for o in items]
     if workload.default_entries:
         return list(workload.default_entries)
-    return [OptimizerSpec(name) for name in HEADLINE_OPTIMIZERS]
+    from ..optim.registry import REGISTRY
+
+    newer = [name for name in NEWER_OPTIMIZERS if name in REGISTRY and applies(name, workload)]
+    return [OptimizerSpec(name) for name in HEADLINE_OPTIMIZERS + tuple(newer)]
+
+
+def applies(name: str, workload: Workload) -> bool:
+    """Whether the main comparison runs optimizer ``name`` on ``workload`` by default.
+
+    Muon orthogonalises the update of each weight matrix and hands every other parameter to
+    AdamW: on a model without matrices (the 2-D surfaces: one point of two coordinates) it
+    would be AdamW under another name, so it runs only where the model has a parameter with
+    two or more dimensions. Every other optimizer applies everywhere.
+    """
+    if name != "muon":
+        return True
+    import torch
+
+    model = workload.init_model(0, torch.device("cpu"))
+    return any(p.ndim >= 2 for p in model.parameters())
 
 
 def resolve_seeds(seeds: Any) -> list[int]:
@@ -221,8 +243,10 @@ def compare(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_
             (one or a list); default: the headline ``mnist-cnn`` and ``valley``.
         optimizers: entry strings (``"sgd:lr=0.1,momentum=0.9;schedule=cosine"``, see
             :mod:`inertia.lab.specs`), :class:`OptimizerSpec` objects or inertia optimizer classes;
-            default: each workload's own entries, else Adam, RMSprop, Momentum and SGD at the
-            workload's hand-picked learning rates.
+            default: each workload's own entries, else Adam, RMSprop, Momentum and SGD, then
+            AdamW, Schedule-Free AdamW and Muon where inertia has them and they apply
+            (:data:`NEWER_OPTIMIZERS`, :func:`applies`), at the workload's hand-picked learning
+            rates (tuned with ``tune``).
         seeds: training seeds (initialisation and batch order); 5 or more for verdict words.
         out: the report folder; ``db`` defaults to ``<out>/runs.sqlite``.
         steps: override every workload's step budget (a different budget is a different run).

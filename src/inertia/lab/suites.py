@@ -105,8 +105,8 @@ def _seed_claims(out: str, quick: bool = False, quiet: bool = False, seeds=None,
 
 SUITES: dict[str, Suite] = {
     "headline": Suite(
-        f"the default: Adam, RMSprop, Momentum, SGD on mnist-cnn and valley, each tuned with {DEFAULT_TUNE} trials, "
-        "3 seeds", _headline,
+        f"the default: Adam, RMSprop, Momentum, SGD and AdamW (and Schedule-Free AdamW and Muon where inertia has "
+        f"them and they apply) on mnist-cnn and valley, each tuned with {DEFAULT_TUNE} trials, 3 seeds", _headline,
         f"the same workloads and entries with 60 steps instead of 300 (mnist-cnn) and 150 (valley) and {QUICK_TUNE} "
         f"tuning trials instead of {DEFAULT_TUNE}. It cannot test time to target (in a measured run no entry reached "
         "either workload's target in 60 steps) nor the final metric at the full budget; it checks that everything "

@@ -27,6 +27,7 @@ with its budget, entry config, seed): the store uses it to skip finished runs on
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -168,6 +169,8 @@ class Training:
         self.model = w.init_model(self.seed, self.dev)
         self.model.train()
         self.optimizer = build.build_optimizer(spec, self.model.parameters(), w.default_lr)
+        if has_modes(self.optimizer):
+            self.optimizer.train()  # Schedule-Free (the ``schedulefree`` package) starts in eval mode
         rec.hparams = build.resolved(self.optimizer)
         rec.lr = float(self.optimizer.param_groups[0]["lr"])
         self.scheduler = None
@@ -180,7 +183,8 @@ class Training:
         if w.trajectory:
             rec.trajectory = [_point(self.params)]
         self.watchdog = outcomes.Watchdog()
-        rec.evals.append((0, 0.0, float(w.evaluate(self.model, self.dev, "validation"))))
+        with evaluation(self.optimizer):
+            rec.evals.append((0, 0.0, float(w.evaluate(self.model, self.dev, "validation"))))
 
     def advance(self, until: int | None = None, on_step: OnStep | None = None,
                 on_eval: OnEval | None = None) -> RunRecord:
@@ -238,10 +242,12 @@ class Training:
                 rec.status, rec.error = DIVERGED, f"step {step}: {why}"
                 return
             if step % w.eval_every == 0 or step == w.steps:
-                metric = float(w.evaluate(model, self.dev, "validation"))
+                with evaluation(optimizer):
+                    metric = float(w.evaluate(model, self.dev, "validation"))
+                    finite = _finite_parameters(self.params)
                 rec.evals.append((step, self.clock, metric))
                 why = (f"the validation {w.metric} is {metric}" if not math.isfinite(metric)
-                       else None if _finite_parameters(self.params) else "a parameter is NaN or infinite")
+                       else None if finite else "a parameter is NaN or infinite")
                 if why:
                     rec.status, rec.error = DIVERGED, f"step {step}: {why}"
                     return
@@ -257,7 +263,8 @@ class Training:
         started = time.perf_counter()
         if rec.status == COMPLETED and test:
             try:
-                rec.test_metric = float(self.workload.evaluate(self.model, dev, "test"))
+                with evaluation(self.optimizer):
+                    rec.test_metric = float(self.workload.evaluate(self.model, dev, "test"))
             except Exception as exc:  # noqa: BLE001
                 rec.status = FAILED
                 rec.error = "test evaluation: " + "".join(traceback.format_exception_only(exc)).strip()
@@ -276,6 +283,33 @@ class Training:
             rec.peak_memory_kind = "process peak RSS"
         rec.load.append(load_average())
         return rec
+
+
+def has_modes(optimizer: Any) -> bool:
+    """Whether ``optimizer`` has a train and an eval mode, as Schedule-Free optimizers do.
+
+    Schedule-Free (Defazio et al. 2024; ``inertia.AdamWScheduleFree``, the ``schedulefree``
+    package) takes its gradients at one point ``y`` and averages its iterates into another,
+    ``x``: the model should be evaluated at ``x``. Its convention is two methods,
+    ``optimizer.eval()`` (the parameters become ``x``) and ``optimizer.train()`` (back to
+    ``y``; ``step()`` refuses to run in eval mode). Any optimizer with both methods is
+    treated so; ``torch.optim.Optimizer`` itself has neither.
+    """
+    return callable(getattr(optimizer, "eval", None)) and callable(getattr(optimizer, "train", None))
+
+
+@contextlib.contextmanager
+def evaluation(optimizer: Any):
+    """Evaluate inside this block: the optimizer in eval mode (:func:`has_modes`), back in
+    train mode afterwards; a no-op for optimizers without modes."""
+    if not has_modes(optimizer):
+        yield
+        return
+    optimizer.eval()
+    try:
+        yield
+    finally:
+        optimizer.train()
 
 
 def _new_record(workload: Workload, spec: OptimizerSpec, seed: int, dev: torch.device) -> RunRecord:
@@ -330,7 +364,10 @@ def _warm_up(spec: OptimizerSpec, params: list[torch.Tensor], default_lr) -> Non
     for c in clones:
         c.grad = torch.zeros_like(c)
     try:
-        build.build_optimizer(spec, clones, default_lr).step()
+        opt = build.build_optimizer(spec, clones, default_lr)
+        if has_modes(opt):
+            opt.train()
+        opt.step()
     except Exception:  # noqa: BLE001 - a warm-up failure must not hide the real run's error
         pass
 
