@@ -256,3 +256,14 @@ def test_continuing_a_paused_trial_equals_training_it_again(tmp_path, monkeypatc
     again, continued = found_by[False]["spent"], found_by[True]["spent"]
     assert again["steps"] == again["budgeted_steps"] == continued["budgeted_steps"] == bud.rungs(6, 30, 5).planned_steps()
     assert continued["steps"] == 6 * 5 + 2 * (10 - 5) + 1 * (30 - 10) < again["steps"]
+
+
+def test_the_advice_gives_the_band_with_its_step_and_says_when_the_choice_is_outside_it():
+    from inertia.lab.reporting import tuning as words
+
+    band = {"low": 0.8, "high": 2.4, "width": 3.0, "good": 2, "of": 7, "step": 40, "threshold": 0.01}
+    study = lambda lr: {"found": {"band": band, "default": None}, "chosen": {"hparams": {"lr": lr}}}  # noqa: E731
+    inside = words.advice_line("valley", {"adam": study(1.0)}, "f(x, y)")
+    assert "good from 0.8 to 2.4, x3, 2 of 7 trials at step 40)" in inside and "not among them" not in inside
+    outside = words.advice_line("valley", {"adam": study(0.25)}, "f(x, y)")
+    assert "the chosen lr, best further on, was not among them there" in outside

@@ -127,8 +127,13 @@ def advice_line(workload: str, tuned: dict[str, dict[str, Any]], metric: str) ->
         f = s["found"]
         lr = ((s.get("chosen") or {}).get("hparams") or {}).get("lr")
         text = f"{label} lr {fmt.lr(lr)}"
-        if f["band"]:
-            text += f" (good from {fmt.lr(f['band']['low'])} to {fmt.lr(f['band']['high'])}, x{f['band']['width']:.3g})"
+        b = f["band"]
+        if b:
+            text += (f" (good from {fmt.lr(b['low'])} to {fmt.lr(b['high'])}, x{b['width']:.3g}, "
+                     f"{b['good']} of {b['of']} trials at step {b['step']}")
+            if lr is not None and not b["low"] <= lr <= b["high"]:
+                text += "; the chosen lr, best further on, was not among them there"
+            text += ")"
         d = f["default"]
         if d and not d.get("same") and d.get("step") is not None:
             text += (f", untuned {fmt.metric_difference(abs(d['difference']), metric)} "
