@@ -2,9 +2,11 @@
 from . import schedules
 from .data import minibatches
 from .optim import (
-    LAMB, LARS, SGD, Adagrad, Adam, AdamW, Lion, Momentum, NonFiniteGradientError, RMSprop,
+    LAMB, LARS, SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, Momentum, NAdam,
+    NonFiniteGradientError, RAdam, RMSprop,
 )
 
 __version__ = "0.1.0"
 __all__ = ["SGD", "Momentum", "RMSprop", "Adam", "AdamW", "Adagrad", "Lion", "LAMB", "LARS",
+           "NAdam", "RAdam", "Adamax", "Adadelta",
            "NonFiniteGradientError", "minibatches", "schedules", "__version__"]

@@ -3,8 +3,10 @@
 Each algorithm is a chain of gradient transformations (:mod:`inertia.optim.transforms`);
 the classes only manage state and parameter groups (:mod:`inertia.optim.base`).
 """
+from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adam_variants import NAdam, RAdam, Adamax
 from ..engine import NonFiniteGradientError
 from .base import Optimizer
 from .layerwise import LAMB, LARS
@@ -13,4 +15,4 @@ from .rmsprop import RMSprop
 from .sgd import SGD, Momentum
 
 __all__ = ["Optimizer", "NonFiniteGradientError", "SGD", "Momentum", "RMSprop", "Adam", "AdamW",
-           "Adagrad", "Lion", "LAMB", "LARS"]
+           "Adagrad", "Lion", "LAMB", "LARS", "NAdam", "RAdam", "Adamax", "Adadelta"]
