@@ -398,7 +398,9 @@ def _reference_and_rows(optimizer, job: Job, norm_scale, amp_scale, skip_all, gu
     group, plan = job.group, job.plan
     met = []
     lazy = group["sparse"] == "lazy"
-    for i in plan.reference:
+    if plan.batched and plan.reference:
+        met += _batched(optimizer, job, norm_scale, amp_scale, skip_all, guard)
+    for i in plan.reference if not plan.batched else ():
         p = group["params"][i]
         g = p.grad.coalesce() if p.grad.is_sparse else p.grad
         gmul = _gmul(plan.constant(p.device, group), norm_scale, amp_scale)
@@ -429,6 +431,30 @@ def _reference_and_rows(optimizer, job: Job, norm_scale, amp_scale, skip_all, gu
         if guard:
             met.append((torch.tensor(bad > 0), p))
         path_counts["cpu:rows"] += 1
+    return met
+
+
+def _batched(optimizer, job: Job, norm_scale, amp_scale, skip_all, guard) -> list:
+    """A group whose rule has whole-tensor transformations (Muon, Adafactor): all its
+    tensors in one call of ``rule.many``, each guarded whole, as on the reference path."""
+    group, plan = job.group, job.plan
+    ps = [group["params"][i] for i in plan.reference]
+    grads = [p.grad for p in ps]
+    gmuls = [_gmul(plan.constant(p.device, group), norm_scale, amp_scale) for p in ps]
+    keeps: list | None = None
+    advance = None
+    met = []
+    if guard:
+        keeps = [torch.isfinite(g).all() for g in grads]
+        met = [((~k).to(optimizer._counter_device()), p) for k, p in zip(keeps, ps)]
+    if skip_all is not None:
+        advance = ~skip_all.reshape(()).to(torch.bool)
+        keeps = [advance.to(p.device) & k if keeps else advance.to(p.device)
+                 for p, k in zip(ps, keeps or [None] * len(ps))]
+    ref.apply_many(plan.rule, ps, grads, [optimizer.state.get(p, {}) for p in ps],
+                   [S.step_of(optimizer, p) for p in ps], gmuls, keeps, advance)
+    if not torch.compiler.is_compiling():
+        path_counts["reference:batched"] += 1
     return met
 
 

@@ -4,6 +4,7 @@ Each algorithm is a chain of gradient transformations (:mod:`inertia.optim.trans
 the classes only manage state and parameter groups (:mod:`inertia.optim.base`).
 """
 from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .adam_variants import NAdam, RAdam, Adamax
@@ -11,8 +12,9 @@ from ..engine import NonFiniteGradientError
 from .base import Optimizer
 from .layerwise import LAMB, LARS
 from .lion import Lion
+from .muon import Muon
 from .rmsprop import RMSprop
 from .sgd import SGD, Momentum
 
 __all__ = ["Optimizer", "NonFiniteGradientError", "SGD", "Momentum", "RMSprop", "Adam", "AdamW",
-           "Adagrad", "Lion", "LAMB", "LARS", "NAdam", "RAdam", "Adamax", "Adadelta"]
+           "Adagrad", "Lion", "LAMB", "LARS", "NAdam", "RAdam", "Adamax", "Adadelta", "Muon", "Adafactor"]
