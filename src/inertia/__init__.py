@@ -3,10 +3,11 @@ from . import schedules
 from .data import minibatches
 from .optim import (
     LAMB, LARS, SGD, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, Momentum, Muon,
-    NAdam, NonFiniteGradientError, RAdam, RMSprop,
+    AdamWScheduleFree, NAdam, NonFiniteGradientError, RAdam, RMSprop, SGDScheduleFree,
 )
 
 __version__ = "0.1.0"
 __all__ = ["SGD", "Momentum", "RMSprop", "Adam", "AdamW", "Adagrad", "Lion", "LAMB", "LARS",
            "NAdam", "RAdam", "Adamax", "Adadelta", "Muon", "Adafactor",
+           "AdamWScheduleFree", "SGDScheduleFree",
            "NonFiniteGradientError", "minibatches", "schedules", "__version__"]

@@ -14,7 +14,9 @@ from .layerwise import LAMB, LARS
 from .lion import Lion
 from .muon import Muon
 from .rmsprop import RMSprop
+from .schedulefree import AdamWScheduleFree, SGDScheduleFree
 from .sgd import SGD, Momentum
 
 __all__ = ["Optimizer", "NonFiniteGradientError", "SGD", "Momentum", "RMSprop", "Adam", "AdamW",
-           "Adagrad", "Lion", "LAMB", "LARS", "NAdam", "RAdam", "Adamax", "Adadelta", "Muon", "Adafactor"]
+           "Adagrad", "Lion", "LAMB", "LARS", "NAdam", "RAdam", "Adamax", "Adadelta", "Muon", "Adafactor",
+           "AdamWScheduleFree", "SGDScheduleFree"]
