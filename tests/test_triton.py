@@ -29,7 +29,9 @@ from inertia.optim.registry import REGISTRY  # noqa: E402
 # The interpreter runs every block in Python: chunks of 2 blocks keep the tests quick while
 # tensors still span several chunks and blocks, as on a GPU.
 triton_gpu.CHUNK = 2 * triton_gpu.BLOCK
-CASES = [(name, config) for name, info in REGISTRY.items() for config in info.configs]
+# (Muon and Adafactor work on whole tensors, with torch ops: no elementwise kernel to test)
+CASES = [(name, config) for name, info in REGISTRY.items() if info.elementwise
+         for config in info.configs]
 SHAPES = [(7, 5), (5,), (), (triton_gpu.CHUNK + 3,)]  # the last spans two chunks
 # float32: torch.sqrt on the CPU is not correctly rounded (the kernels' is): one ulp of values
 # near 10, amplified where momentum buffers cancel, is the atol.
@@ -109,6 +111,11 @@ def test_triton_kernel_matches_reference(name, config, dtype):
     tol = TOL[dtype]
     if REGISTRY[name].configs[config].get("centered") and dtype == torch.float32:
         tol = dict(rtol=2e-4, atol=1e-5)  # torch's float32 sqrt is not correctly rounded
+    if name == "nadam" and dtype == torch.float64:
+        # NAdam rounds mu_t to float32 as torch does (a step function of mu_t), and Triton's
+        # pow (exp(b log a), see triton_gpu._OPS) may differ from libm's by an ulp, which
+        # can land mu_t on the other side of a float32 rounding boundary: 6e-8 in mu_t
+        tol = dict(rtol=1e-9, atol=1e-10)
     run.assert_same(tol)
 
 

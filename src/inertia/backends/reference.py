@@ -59,7 +59,8 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step:
     step = counter.to(torch.float64) + 1
     if grad.is_sparse:
         rows = tuple(grad.indices())
-        current = {k: v[rows].to(cd) for k, v in state.items()}
+        # per-tensor scalar state (NAdam's mu_product) is whole, not per row
+        current = {k: (v if v.dim() == 0 else v[rows]).to(cd) for k, v in state.items()}
         param = p[rows].to(cd)
         g = grad.values().to(cd)
     else:
@@ -82,7 +83,10 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step:
     else:
         p[rows] = new.pop(None).to(p.dtype)
         for key, value in new.items():
-            state[key][rows] = value.to(state[key].dtype)
+            if state[key].dim() == 0:
+                state[key].copy_(value)
+            else:
+                state[key][rows] = value.to(state[key].dtype)
     counter.add_(1 if advance is None else advance.to(counter.device, counter.dtype))
 
 

@@ -25,8 +25,12 @@ def averaging_weight(group) -> Any:
     before the step); 0 while every weight is 0. Written in the rule language, so kernels
     compute it on the device from the hyperparameter vector, once per tensor."""
     weight = (group["k"] + 1) ** group["r"] * group["lr_max"] ** group["weight_lr_power"]
-    # weight_sum >= weight > 0, or both are 0 (lr = 0): then c = 0, as the package's
-    return weight / maximum(group["weight_sum"], 1e-300)
+    total = group["weight_sum"]
+    if isinstance(total, Tensor):  # (a device tensor: no branch on its value)
+        # total >= weight > 0, or both are 0 (lr = 0 so far): then c = 0, as the package's
+        return weight / maximum(total, 1e-300)
+    # a number (when tracing, this is a guard: kernels for total > 0, the case after a step)
+    return weight / total if total > 0 else 0.0
 
 
 def _running(group) -> None:
