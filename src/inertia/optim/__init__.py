@@ -10,6 +10,8 @@ from .adam import Adam, AdamW
 from .adam_variants import NAdam, RAdam, Adamax
 from ..engine import NonFiniteGradientError
 from .base import Optimizer
+from .factory import create
+from .groups import param_groups_layer_decay, param_groups_muon, param_groups_weight_decay
 from .layerwise import LAMB, LARS
 from .lion import Lion
 from .muon import Muon
@@ -19,4 +21,5 @@ from .sgd import SGD, Momentum
 
 __all__ = ["Optimizer", "NonFiniteGradientError", "SGD", "Momentum", "RMSprop", "Adam", "AdamW",
            "Adagrad", "Lion", "LAMB", "LARS", "NAdam", "RAdam", "Adamax", "Adadelta", "Muon", "Adafactor",
-           "AdamWScheduleFree", "SGDScheduleFree"]
+           "AdamWScheduleFree", "SGDScheduleFree", "create", "param_groups_weight_decay",
+           "param_groups_layer_decay", "param_groups_muon"]

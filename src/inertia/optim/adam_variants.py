@@ -66,8 +66,8 @@ class NAdam(Optimizer):
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
         >>> opt = inertia.NAdam([w], lr=0.1)
         >>> (w ** 2).sum().backward(); opt.step()
-        >>> w.data  # like Adam, a first step of about lr per coordinate
-        tensor([ 0.9000, -0.9000])
+        >>> w.data  # about lr per coordinate, as Adam's first step
+        tensor([ 0.8944, -0.8944])
     """
 
     torch_group_keys = ("lr", "betas", "eps", "weight_decay", "momentum_decay",

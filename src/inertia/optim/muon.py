@@ -68,9 +68,8 @@ class Muon(Optimizer):
 
     The AdamW part keeps its own step count (``adamw_step``) since torch's Muon keeps none.
 
-    **Fast path.** Matrices of one shape (a tall one with the wide ones of its transposed
-    shape) are orthogonalised together, each iteration one batched matmul (``bmm``), bit for
-    bit the per-matrix result; the iteration runs in ``ns_dtype`` (bfloat16, as torch;
+    **Fast path.** Matrices of one shape are orthogonalised together, each iteration one
+    batched matmul (``bmm``), bit for bit the per-matrix result; the iteration runs in ``ns_dtype`` (bfloat16, as torch;
     float32 or float64 for more precision). Under FSDP2 each matrix is gathered whole
     (one all-gather per matrix), orthogonalised, and each rank keeps its shard.
 
@@ -173,9 +172,7 @@ class Muon(Optimizer):
             M.ema_lerp(group["momentum"], group["nesterov"]),
             M.orthogonalize(group["ns_coefficients"], group["ns_steps"], group["eps"],
                             group["ns_dtype"]),
-            M.scale_by_matrix_shape(group["adjust_lr_fn"]),
-            T.add_decayed_weights(group["weight_decay"]),
-            T.scale_by_learning_rate(lr),
+            M.muon_step(lr, group["weight_decay"], group["adjust_lr_fn"]),
         )
         return muon if group["use_muon"] else M.by_shape(muon, adamw)
 

@@ -198,11 +198,14 @@ class AdamWScheduleFree(_ScheduleFree):
         >>> import torch, inertia
         >>> w = torch.nn.Parameter(torch.tensor([1.0]))
         >>> opt = inertia.AdamWScheduleFree([w], lr=0.1)
-        >>> (w ** 2).sum().backward(); opt.step()
-        >>> round(w.item(), 4)  # y = x after one step, 0.1 * (1 - 0.9) = 0.01 from z
-        0.99
-        >>> opt.eval(); round(w.item(), 4)  # x = z: the full step
-        0.9
+        >>> for _ in range(2):
+        ...     opt.zero_grad(); (w ** 2).sum().backward(); opt.step()
+        >>> round(w.item(), 4)  # y, where the gradient is taken
+        0.848
+        >>> opt.eval(); round(w.item(), 4)  # x, the average of z_1 and z_2 (equal weights)
+        0.8527
+        >>> opt.train(); round(w.item(), 4)
+        0.848
     """
 
     torch_group_keys = ("betas", "eps") + _ScheduleFree.torch_group_keys
@@ -264,9 +267,12 @@ class SGDScheduleFree(_ScheduleFree):
         >>> import torch, inertia
         >>> w = torch.nn.Parameter(torch.tensor([1.0]))
         >>> opt = inertia.SGDScheduleFree([w], lr=0.1)
-        >>> (w ** 2).sum().backward(); opt.step()
-        >>> opt.eval(); round(w.item(), 4)  # x = z = 1 - 0.1 * 2
-        0.8
+        >>> for _ in range(2):
+        ...     opt.zero_grad(); (w ** 2).sum().backward(); opt.step()
+        >>> round(w.item(), 4)  # y
+        0.712
+        >>> opt.eval(); round(w.item(), 4)  # x: the average of z_1 = 0.8 and z_2 = 0.64
+        0.72
     """
 
     torch_group_keys = ("momentum",) + _ScheduleFree.torch_group_keys

@@ -100,9 +100,9 @@ def orthogonalize(coefficients=NS_COEFFICIENTS, steps: int = NS_STEPS, eps: floa
                   dtype: torch.dtype = torch.bfloat16) -> Transform:
     r"""``u <- NS(u)``: the update's orthogonal factor (:func:`newton_schulz`), per matrix.
 
-    Batched, the matrices of a group are sorted by shape (a tall one joins the wide
-    matrices of its transposed shape) and each shape's Newton-Schulz iteration is one
-    stack of ``bmm`` calls. Sharded matrices are gathered first (:func:`whole`).
+    Batched, the matrices of a group are sorted by shape and each shape's Newton-Schulz
+    iteration is one stack of ``bmm`` calls, bit for bit the per-matrix result (tested).
+    Sharded matrices are gathered first (:func:`whole`).
     """
 
     def one(u: Tensor) -> Tensor:
@@ -116,19 +116,18 @@ def orthogonalize(coefficients=NS_COEFFICIENTS, steps: int = NS_STEPS, eps: floa
         out: list = [None] * len(us)
         shapes: dict[tuple, list[int]] = {}
         for i, u in enumerate(full):
-            m, n = u.shape
-            shapes.setdefault((u.device, u.dtype, min(m, n), max(m, n)), []).append(i)
+            shapes.setdefault((u.device, u.dtype, tuple(u.shape)), []).append(i)
         for members in shapes.values():
             if len(members) == 1:
-                i = members[0]
-                out[i] = one(full[i])
+                out[members[0]] = one(full[members[0]])
                 continue
-            # wide orientation for all: tall matrices as their transposes
-            flips = [full[i].size(0) > full[i].size(1) for i in members]
-            stack = torch.stack([full[i].mT if f else full[i] for i, f in zip(members, flips)])
-            result = newton_schulz(stack, coefficients, steps, eps, dtype)
-            for k, (i, f) in enumerate(zip(members, flips)):
-                out[i] = result[k].mT if f else result[k]
+            # (a tall matrix is not batched with the transposes of wide ones: the same
+            # numbers laid out transposed take another matmul path, which can round a
+            # bfloat16 element differently from torch's Muon)
+            result = newton_schulz(torch.stack([full[i] for i in members]), coefficients,
+                                   steps, eps, dtype)
+            for k, i in enumerate(members):
+                out[i] = result[k]
         return [shard_like(o.to(u.dtype), u) for o, u in zip(out, us)], [{} for _ in us]
 
     return Transform(_no_state, update, many)
@@ -169,11 +168,17 @@ def matrix_lr_ratio(shape, adjust_lr_fn: str | None) -> float:
                      "'match_rms_adamw')")
 
 
-def scale_by_matrix_shape(adjust_lr_fn: str | None) -> Transform:
-    """``u <- ratio(shape) u`` (:func:`matrix_lr_ratio`)."""
+def muon_step(lr, weight_decay, adjust_lr_fn: str | None) -> Transform:
+    r"""Muon's step with decoupled weight decay:
+    ``p <- (1 - lr wd) p - lr ratio(shape) u`` (:func:`matrix_lr_ratio`).
+
+    The two factors are computed as torch's Muon computes them, in the learning rate's own
+    type: a float32 tensor ``lr`` gives float32 factors there, so they are taken the same
+    way here (a Python float, float64)."""
 
     def update(u, state, p):
-        return u * matrix_lr_ratio(p.shape, adjust_lr_fn), {}
+        shrink = 1 - lr * weight_decay
+        return (shrink - 1) * p - (lr * matrix_lr_ratio(p.shape, adjust_lr_fn)) * u, {}
 
     return Transform(_no_state, update)
 
