@@ -448,7 +448,13 @@ def _batched(optimizer, job: Job, rule, norm_scale, amp_scale, skip_all, guard) 
     advance = None
     met = []
     if guard:
-        keeps = [torch.isfinite(g).all() for g in grads]
+        # per tensor, over all its shards (one all_reduce for the sharded ones): every rank
+        # keeps or skips the same tensors
+        bad = [(~torch.isfinite(D.local(g))).any().to(torch.float64).reshape(1) for g in grads]
+        groups = [D.reduction_groups(p) for p in ps]
+        if any(groups):
+            D.all_reduce_rows(bad, groups)
+        keeps = [b[0] == 0 for b in bad]
         met = [((~k).to(optimizer._counter_device()), p) for k, p in zip(keeps, ps)]
     if skip_all is not None:
         advance = ~skip_all.reshape(()).to(torch.bool)
