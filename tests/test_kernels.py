@@ -35,6 +35,14 @@ CONFIGS = {
     "LAMB": [dict(lr=0.01), dict(lr=0.01, weight_decay=0.1)],
     "LARS": [dict(lr=0.1), dict(lr=0.1, nesterov=True, weight_decay=0.01, eps=1e-8,
                                 maximize=True)],
+    # issue 16: rules written once, fused by the same engine
+    "NAdam": [dict(lr=0.01, weight_decay=0.01),
+              dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)],
+    "RAdam": [dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)],
+    "Adamax": [dict(lr=0.01, weight_decay=0.01, maximize=True)],
+    "Adadelta": [dict(lr=1.0, weight_decay=0.01)],
+    "AdamWScheduleFree": [dict(lr=0.01, weight_decay=0.01, warmup_steps=5)],
+    "SGDScheduleFree": [dict(lr=0.05, warmup_steps=3, maximize=True)],
 }
 CASES = [(name, i) for name, configs in CONFIGS.items() for i in range(len(configs))]
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6),

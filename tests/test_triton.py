@@ -25,6 +25,7 @@ from inertia.backends import graph as G  # noqa: E402
 from inertia.backends import ops, triton_gpu  # noqa: E402
 from inertia.backends.reference import apply as reference  # noqa: E402
 from inertia.optim.registry import REGISTRY  # noqa: E402
+import inertia  # noqa: E402
 
 # The interpreter runs every block in Python: chunks of 2 blocks keep the tests quick while
 # tensors still span several chunks and blocks, as on a GPU.
@@ -162,6 +163,26 @@ def test_triton_found_inf_skips_everything_including_the_steps():
     for a, b in zip(before, run.params):
         assert torch.equal(a, b)
     assert all(float(s["step"]) == 1 for s in run.states)
+
+
+class _LaterScheduleFree(inertia.AdamWScheduleFree):
+    """Schedule-Free AdamW as its kernels see it after a few steps: the group's running
+    numbers (which ``step()`` advances on the host before the kernels run) set by hand."""
+
+    def __init__(self, params, **kw):
+        super().__init__(params, **kw)
+        self.param_groups[0].update(k=3, lr_max=0.01, weight_sum=4e-4, scheduled_lr=0.01)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_schedule_free_kernel_with_its_running_numbers(dtype):
+    run = Run("adamw-schedulefree", None, dtype, cls=_LaterScheduleFree,
+              kwargs=dict(lr=0.01, weight_decay=0.01))
+    assert run.graph.guards  # weight_sum > 0: the averaging weight is computed, not 0
+    for t in range(4):
+        run.step(_grads(run, t))
+    run.assert_same(TOL[dtype])
+    assert not torch.equal(run.states[0]["z"], run.ref_params[0])  # z and y moved apart
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
