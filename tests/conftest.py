@@ -1,15 +1,14 @@
+import os
 import sys
 from pathlib import Path
 
 # numpy_reference.py and other test helpers live beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
-# The Triton kernels run on the CPU through Triton's interpreter (tests/test_triton.py). It
-# must be chosen before anything imports triton, and torch._dynamo (test_compile.py, collected
-# first) imports it: set here, for the whole session, when there is no GPU.
-import os  # noqa: E402
-
+# Without a GPU, Triton's interpreter runs the GPU kernels on the CPU (tests/test_triton.py).
+# Triton reads this once, when it is first imported (torch's inductor imports it too), so it
+# is set before any test module loads. With a GPU the kernels run for real instead.
 import torch  # noqa: E402
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"

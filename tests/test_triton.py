@@ -17,7 +17,7 @@ import torch
 if torch.cuda.is_available():
     pytest.skip("a GPU is present: the CUDA tests run these kernels for real",
                 allow_module_level=True)
-os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: it reads it once
+os.environ["TRITON_INTERPRET"] = "1"  # (tests/conftest.py sets it before anything imports triton)
 pytest.importorskip("triton")
 
 from custom_rules import CUSTOM  # noqa: E402
@@ -79,8 +79,10 @@ class Run:
                                            gmul)
             inputs, skip = sums[:, :k.reductions], (sums[:, k.reductions] > 0).long()
         bad = torch.zeros(len(self.params), dtype=torch.int64)
+        met = torch.zeros((), dtype=torch.int64)
         triton_gpu.fused_apply(self.kernels["apply"].name, self.params, grads, flat, steps,
-                               self.hyper, inputs, skip, gmul, found_inf, bad)
+                               self.hyper, inputs, skip, gmul, found_inf, bad, met)
+        assert int(met) == int(bad.sum() > 0)
         if found_inf is None or not found_inf:
             for p, g, s in zip(self.ref_params, grads, self.ref_states):
                 reference(self.rule, p, g, s, s["step"], self.sign, keep=torch.isfinite(g).all())

@@ -116,7 +116,8 @@ def _launch(kernel, params, grads, states, steps, hyper, gmul, inputs=None, skip
     return chunks
 
 
-def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad):
+def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad,
+                met):
     k = KERNELS[kernel]
     check(k, params, grads, states, steps)
     if found_inf is not None and float(found_inf) != 0:
@@ -130,7 +131,11 @@ def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul,
     torch._foreach_add_(list(steps), 1.0)
     counts = np.zeros(len(params), dtype=np.int64)
     np.add.at(counts, chunks[:, 0], out)
+    if skip is not None:
+        counts += skip.numpy()  # tensors the reduce pass refused: skipped whole
     bad.copy_(torch.from_numpy(counts))
+    if counts.any():
+        met.fill_(1)
 
 
 def fused_check(kernel, params, grads, states, steps):

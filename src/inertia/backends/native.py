@@ -181,11 +181,14 @@ struct Call {
 void fused_apply(std::string kernel, at::TensorList params, at::TensorList grads, at::TensorList states,
                  at::TensorList steps, const at::Tensor& hyper, const c10::optional<at::Tensor>& inputs,
                  const c10::optional<at::Tensor>& skip, const at::Tensor& gmul,
-                 const c10::optional<at::Tensor>& found_inf, const at::Tensor& bad) {
+                 const c10::optional<at::Tensor>& found_inf, const at::Tensor& bad,
+                 const at::Tensor& met) {
   const Entry k = find(kernel);
   check(k, params, grads, states, steps);
   TORCH_CHECK(bad.scalar_type() == at::kLong && bad.numel() == static_cast<int64_t>(params.size())
               && bad.is_contiguous(), "inertia: bad must be an int64 tensor with one entry per tensor");
+  TORCH_CHECK(met.scalar_type() == at::kLong && met.numel() == 1 && met.device().is_cpu(),
+              "inertia: met must be a 0-d int64 CPU tensor");
   if (found_inf.has_value() && found_inf->item<double>() != 0) return;  // AMP: skip the step
   if (params.empty()) return;
   Call call(k, params, grads, states, steps, hyper, gmul);
@@ -204,7 +207,19 @@ void fused_apply(std::string kernel, at::TensorList params, at::TensorList grads
   if (k.finish != nullptr) k.finish(call.args);  // per-tensor scalar state, after the sweep
   int64_t* b = bad.data_ptr<int64_t>();
   std::fill(b, b + params.size(), 0);
-  for (int64_t c = 0; c < call.n_chunks(); ++c) b[call.chunks[3 * c]] += out[c];
+  int64_t any = 0;
+  for (int64_t c = 0; c < call.n_chunks(); ++c) {
+    b[call.chunks[3 * c]] += out[c];
+    any |= out[c];
+  }
+  if (sk.defined()) {  // tensors the reduce pass refused were skipped whole
+    const int64_t* s = sk.data_ptr<int64_t>();
+    for (size_t t = 0; t < params.size(); ++t) {
+      b[t] += s[t];
+      any |= s[t];
+    }
+  }
+  if (any) *met.data_ptr<int64_t>() = 1;
   for (const at::Tensor& s : steps) *s.data_ptr<float>() += 1.0f;
 }
 

@@ -5,14 +5,16 @@ implementation, so that dynamo puts them in the graph as they are (no graph brea
 recompilation when a learning rate changes: hyperparameters arrive as a tensor):
 
 ``inertia::fused_apply(kernel, params!, grads, states!, steps!, hyper, inputs?, skip?,
-gmul, found_inf?, bad!)``
+gmul, found_inf?, bad!, met!)``
     One pass of a generated kernel over every tensor: reads each gradient (times ``gmul``,
     which holds the sign for ``maximize``, 1/``grad_scale`` under AMP and the clipping
     coefficient), updates parameters and state in place, then advances each step counter.
     ``states`` is flat: the kernel's slots for tensor 0, then for tensor 1, ... ``inputs``
     are per-tensor reduced values (the sums of squares of a two-pass rule), ``skip``
     per-tensor flags (tensors the guard refuses), ``bad`` receives per-tensor counts of
-    blocks the non-finite guard skipped. A non-zero ``found_inf`` skips the whole step.
+    blocks the non-finite guard skipped (plus ``skip``), and ``met``, a 0-d int64 flag
+    shared by every call of a step, is set to 1 if any was. A non-zero ``found_inf`` skips
+    the whole step.
 
 ``inertia::fused_reduce(kernel, params, grads, states, steps, hyper, gmul) -> Tensor``
     The first pass of a rule with norms: per tensor, the sums of squares of each norm's
@@ -41,7 +43,7 @@ _lib = torch.library.Library("inertia", "DEF")
 _lib.define(
     "fused_apply(str kernel, Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] states, "
     "Tensor(c!)[] steps, Tensor hyper, Tensor? inputs, Tensor? skip, Tensor gmul, "
-    "Tensor? found_inf, Tensor(d!) bad) -> ()")
+    "Tensor? found_inf, Tensor(d!) bad, Tensor(e!) met) -> ()")
 _lib.define(
     "fused_reduce(str kernel, Tensor[] params, Tensor[] grads, Tensor[] states, "
     "Tensor[] steps, Tensor hyper, Tensor gmul) -> Tensor")
@@ -56,7 +58,8 @@ _lock = threading.Lock()
 
 
 @torch.library.register_fake("inertia::fused_apply", lib=_lib)
-def _apply_fake(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad):
+def _apply_fake(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad,
+                met):
     return None
 
 

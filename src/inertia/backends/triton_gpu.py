@@ -398,7 +398,8 @@ def _launch(k: Kernel, params, grads, states, steps, hyper, gmul, inputs, skip, 
                                  HAS_FOUND_INF=found_inf is not None)
 
 
-def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad):
+def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad,
+                met):
     from .ops import KERNELS
 
     k = KERNELS[kernel]
@@ -411,6 +412,9 @@ def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul,
     fi = None if found_inf is None else found_inf.reshape(1).to(torch.float32)
     _launch(k, params, grads, states, steps, hyper, gmul.reshape(1).to(torch.float64), inputs,
             skip, fi, bad)
+    if skip is not None:
+        bad.add_(skip)  # tensors the reduce pass refused were skipped whole
+    torch.maximum(met, (bad > 0).any().to(met.dtype), out=met)
     if fi is None:
         torch._foreach_add_(list(steps), 1.0)
     else:  # AMP: the steps advance unless found_inf (no host sync either way)

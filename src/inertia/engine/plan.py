@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import is_not
 from typing import Any
 
 import torch
@@ -48,6 +50,7 @@ class Bucket:
     clip: str | None = None    # the kernel summing squared gradients (max_grad_norm)
     groups: tuple = ()         # per tensor: process groups its sums are added over (sharded)
     written: tuple | None = None  # (numbers, their pinned source) last copied into hyper
+    met: Tensor | None = None  # the bucket's own step flag (used when not guarding)
 
 
 @dataclass(eq=False)
@@ -71,6 +74,7 @@ class Plan:
     any_dtensor: bool = False         # gradients arrive as DTensors: kernels take local shards
     requested_reference: bool = False  # fused=False / differentiable: not a fallback
     batched: bool = False             # the reference tensors go through rule.many at once
+    identity: bool = False            # every parameter, in group order, on the kernels
     constants: dict = field(default_factory=dict)  # (device, sign) -> 0-d float64 tensor
 
     def constant(self, device: torch.device, group: dict | None) -> Tensor:
@@ -100,11 +104,28 @@ def signature(group: dict[str, Any]) -> tuple:
                  if k != "params" and (v is None or isinstance(v, (bool, str, torch.dtype))))
 
 
+def with_grad(grads: list) -> tuple[int, ...]:
+    """Indices of the parameters that have a gradient (the common case, all, without a
+    Python loop over them)."""
+    if all(map(is_not, grads, repeat(None))):  # (`None in grads` would call Tensor.__eq__)
+        return _all_indices(len(grads))
+    return tuple(i for i, g in enumerate(grads) if g is not None)
+
+
+_ranges: dict[int, tuple[int, ...]] = {}
+
+
+def _all_indices(n: int) -> tuple[int, ...]:
+    hit = _ranges.get(n)
+    if hit is None:
+        hit = _ranges[n] = tuple(range(n))
+    return hit
+
+
 def valid(plan: Plan | None, optimizer, group: dict[str, Any], grads: list) -> bool:
     if plan is None or plan.version != optimizer._state_version:
         return False
-    with_grad = tuple(i for i, g in enumerate(grads) if g is not None)
-    if with_grad != plan.with_grad or signature(group) != plan.signature:
+    if with_grad(grads) != plan.with_grad or signature(group) != plan.signature:
         return False
     return plan.graph is None or plan.graph.holds(group)
 
@@ -203,8 +224,8 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
     """A new plan for ``group``; validates every gradient and creates missing state."""
     rule = optimizer.rule(_scalars(group))
     params = group["params"]
-    with_grad = tuple(i for i, g in enumerate(grads) if g is not None)
-    for i in with_grad:
+    present = with_grad(grads)
+    for i in present:
         _check_gradient(params[i], grads[i], index)
     fused = not (group["fused"] is False or group["foreach"] is False or group["differentiable"])
     # a rule with whole-tensor transformations (Muon, Adafactor) runs on torch ops, batched
@@ -213,7 +234,7 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
     if group["fused"]:
         # As torch.optim: fused=True is a promise of fused kernels, refused where none runs
         # (checked at the step, so moving a meta model to a device afterwards works).
-        bad = [params[i] for i in with_grad if params[i].device.type not in ("cpu", "cuda")]
+        bad = [params[i] for i in present if params[i].device.type not in ("cpu", "cuda")]
         if bad:
             raise RuntimeError(
                 "`fused=True` requires all the params to be floating point Tensors of "
@@ -224,7 +245,7 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
     reference: list[int] = []
     rows: list[int] = []
     reasons: dict[str, int] = {}
-    for i in with_grad:
+    for i in present:
         p, g = params[i], grads[i]
         state = S.ensure(optimizer, p, rule, group)
         if not fused or batched:
@@ -278,7 +299,8 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
                                    start, len(order), hypers[device],
                                    torch.zeros(len(members), dtype=torch.int64, device=device),
                                    clip_name,
-                                   tuple(D.reduction_groups(params[i]) for i in members)))
+                                   tuple(D.reduction_groups(params[i]) for i in members),
+                                   met=torch.zeros((), dtype=torch.int64, device=device)))
     row_jobs = []
     for i in rows:
         p = params[i]
@@ -287,7 +309,7 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
         row_jobs.append((i, numba_cpu.kernel(graph, "rows", p.dtype, S.state_dtype(group, p),
                                              guard)))
     constants = {}
-    for i in with_grad:
+    for i in present:
         for sign in (-1.0, 1.0):
             device = params[i].device
             if (device, sign) not in constants:
@@ -297,7 +319,8 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
     # (after ensure) the local shards of sharded (DTensor) parameters and state
     states = [D.local(optimizer.state[p][k]) for p in fused_params for k in slots]
     return Plan(graph=graph, rule=rule, version=optimizer._state_version,
-                signature=signature(group), with_grad=with_grad, order=order,
+                signature=signature(group), with_grad=present, order=order,
+                identity=order == list(range(len(params))),
                 buckets=plan_buckets, params=[D.local(p) for p in fused_params], states=states,
                 steps=[S.step_of(optimizer, p) for p in fused_params],
                 views=tuple(p.is_complex() for p in fused_params),

@@ -62,6 +62,9 @@ def init_group(optimizer, group: dict[str, Any], params: list, grads: list, stat
         guard = group["nonfinite"] == "guard" and not amp
         clip = group.get("max_grad_norm") is not None
         plan = P.build(optimizer, group, index, all_grads, guard, clip)
+        if optimizer.__dict__.get("_met") is None:  # the step's non-finite flag
+            optimizer._met = torch.zeros((), dtype=torch.int64,
+                                         device=optimizer._counter_device())
         if clip and optimizer.__dict__.get("_grad_norm") is None:
             device = next((p.device for p in group["params"]), torch.device("cpu"))
             optimizer._grad_norm = torch.full((), float("nan"), dtype=torch.float64,
@@ -70,6 +73,8 @@ def init_group(optimizer, group: dict[str, Any], params: list, grads: list, stat
     params.extend(plan.params)
     if plan.any_dtensor:
         grads.extend(D.local(all_grads[i]) for i in plan.order)
+    elif plan.identity:
+        grads.extend(all_grads)
     else:
         grads.extend(all_grads[i] for i in plan.order)
     states.extend(plan.states)
@@ -155,22 +160,26 @@ def _step(optimizer) -> None:
             for b in job.plan.buckets:
                 _op("fused_check", b.apply, *_bucket_lists(job, b))
 
-    met: list[Tensor] = []  # one flag per kernel call / tensor: a non-finite value was met
+    # ``met``: one flag for the step (a 0-d tensor on the counter's device) that every kernel
+    # call and the reference path set when they skip a non-finite value; added to the
+    # counter once, with no host synchronisation.
+    guarded = any(job.group["nonfinite"] == "guard" for job in jobs) and not amp
+    met = optimizer._met_flag() if guarded else None
+    if met is not None and skip_all is not None:
+        torch.maximum(met, skip_all.reshape(()).to(met), out=met)
+    _run_buckets(optimizer, jobs, norm_scale, amp_scale, skip_all, amp, met)
     flagged: list[tuple[Tensor, Tensor]] = []  # (flag, parameter) for the warning
-    if skip_all is not None and not amp:
-        met.append(skip_all.reshape(()).to(torch.bool))
-    met += _run_buckets(optimizer, jobs, norm_scale, amp_scale, skip_all, amp)
     for job in jobs:
         if job.plan.reference or job.plan.rows:
             guard = job.group["nonfinite"] == "guard" and not amp
             flags = _reference_and_rows(optimizer, job, norm_scale, amp_scale, skip_all, guard)
-            met += [f for f, _ in flags]
+            for flag, _ in flags:
+                torch.maximum(met, flag.reshape(()).to(met), out=met)
             flagged += flags
-    if met:
-        any_met = torch.stack(met).any() if len(met) > 1 else met[0]
+    if met is not None:
         counter = optimizer.nonfinite_counter()
-        counter.add_(any_met.to(counter.device, torch.int64))
-        if counter.device.type == "cpu" and not torch.compiler.is_compiling() and bool(any_met):
+        counter.add_(met)
+        if counter.device.type == "cpu" and not torch.compiler.is_compiling() and met.item():
             _warn_first_nonfinite(optimizer, jobs, flagged)
 
 
@@ -187,10 +196,11 @@ def _clip(optimizer, jobs: list[Job], amp_scale) -> tuple[Tensor, Tensor]:
     return torch.clamp(max_norm / (total + CLIP_EPS), max=1.0), ~torch.isfinite(total)
 
 
-def _run_buckets(optimizer, jobs: list[Job], norm_scale, amp_scale, skip_all, amp) -> list:
+def _run_buckets(optimizer, jobs: list[Job], norm_scale, amp_scale, skip_all, amp,
+                 met: Tensor | None) -> None:
     """Every kernel call: the reduce passes first (norms of LAMB, LARS...), their sums
     added across shards in one all_reduce per process group for the whole step, then the
-    apply passes. Returns the non-finite flags of the guarded calls."""
+    apply passes, which set ``met`` when the guard skipped anything."""
     calls = []
     for job in jobs:
         for b in job.plan.buckets:
@@ -206,7 +216,6 @@ def _run_buckets(optimizer, jobs: list[Job], norm_scale, amp_scale, skip_all, am
     if sharded:
         D.all_reduce_rows([row for row, _ in sharded], [g for _, g in sharded])
 
-    met = []
     for group, b, gmul, lists, sums in calls:
         guard = group["nonfinite"] == "guard" and not amp
         inputs = skip = None
@@ -215,14 +224,13 @@ def _run_buckets(optimizer, jobs: list[Job], norm_scale, amp_scale, skip_all, am
             if guard:
                 skip = (sums[:, b.reductions] > 0).to(torch.int64)
         fi = None if skip_all is None else skip_all.to(b.device).reshape(())
-        _op("fused_apply", b.apply, *lists, b.hyper, inputs, skip, gmul, fi, b.bad)
-        if skip is not None:
-            b.bad.add_(skip)  # tensors the reduce pass refused were skipped whole
+        flag = b.met if met is None or b.met.device != met.device else met
+        _op("fused_apply", b.apply, *lists, b.hyper, inputs, skip, gmul, fi, b.bad, flag)
+        if met is not None and flag is not met:  # a bucket on another device
+            torch.maximum(met, flag.to(met.device), out=met)
+            flag.zero_()
         if not torch.compiler.is_compiling():
             path_counts[_path_name(b.device)] += 1
-        if guard:
-            met.append((b.bad.sum() > 0).to(optimizer._counter_device()))
-    return met
 
 
 def _path_name(device: torch.device) -> str:

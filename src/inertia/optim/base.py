@@ -232,6 +232,14 @@ class Optimizer(torch.optim.Optimizer):
                                                     device=self._counter_device())
         return counter
 
+    def _met_flag(self) -> Tensor:
+        """A 0-d int64 flag on the counter's device, zeroed: set by a step's kernel calls
+        when the non-finite guard skips anything (made once, so a compiled or captured
+        step reuses it)."""
+        flag = self._met  # made at plan time (engine.init_group), outside any compiled graph
+        flag.zero_()
+        return flag
+
     def _counter_device(self) -> torch.device:
         for group in self.param_groups:
             for p in group["params"]:
