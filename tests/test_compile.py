@@ -122,3 +122,15 @@ def test_inductor_compiles_a_two_pass_step():
         eager.step()
     for a, b in zip(model.parameters(), ref.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["adamw-schedulefree", "sgd-schedulefree"])
+def test_schedule_free_with_a_float_lr_refuses_to_compile(name):
+    """Its running numbers would be Python numbers frozen into the graph: refused, with the
+    remedy (a tensor lr keeps them on the device, as in the test above)."""
+    model = _model()
+    opt = REGISTRY[name].cls(model.parameters(), lr=0.01)
+    _backward(model, torch.randn(4, 8), torch.randn(4, 1))
+    with pytest.raises(Exception, match="torch.compile needs the learning rate as a tensor"):
+        torch.compile(opt.step, backend="eager", fullgraph=True)()
+    assert opt.param_groups[0]["k"] == 0  # nothing stepped

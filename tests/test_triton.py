@@ -180,7 +180,6 @@ class _LaterScheduleFree(inertia.AdamWScheduleFree):
 def test_schedule_free_kernel_with_its_running_numbers(dtype):
     run = Run("adamw-schedulefree", None, dtype, cls=_LaterScheduleFree,
               kwargs=dict(lr=0.01, weight_decay=0.01))
-    assert run.graph.guards  # weight_sum > 0: the averaging weight is computed, not 0
     for t in range(4):
         run.step(_grads(run, t))
     run.assert_same(TOL[dtype])

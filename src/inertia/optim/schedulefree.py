@@ -9,7 +9,7 @@ from torch import Tensor
 
 from . import _checks
 from ..rules import transforms as T
-from ..rules.expr import maximum, minimum
+from ..rules.expr import Sym, maximum, minimum, where
 from .adam import _tuple
 from .base import Optimizer
 
@@ -26,10 +26,12 @@ def averaging_weight(group) -> Any:
     compute it on the device from the hyperparameter vector, once per tensor."""
     weight = (group["k"] + 1) ** group["r"] * group["lr_max"] ** group["weight_lr_power"]
     total = group["weight_sum"]
-    if isinstance(total, Tensor):  # (a device tensor: no branch on its value)
-        # total >= weight > 0, or both are 0 (lr = 0 so far): then c = 0, as the package's
-        return weight / maximum(total, 1e-300)
-    # a number (when tracing, this is a guard: kernels for total > 0, the case after a step)
+    if isinstance(total, (Tensor, Sym)):
+        # a device tensor or a traced kernel: a select, no branch on its value (a kernel
+        # chosen while torch.compile traces sees the sum before this step's update).
+        # c = 0 while the sum is 0 (lr = 0 so far), as the package's
+        positive = maximum(total, 0.0) > 0
+        return where(positive, weight / where(positive, total, 1.0), 0.0)
     return weight / total if total > 0 else 0.0
 
 
@@ -99,6 +101,12 @@ class _ScheduleFree(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step: the group's running numbers first (warm-up, averaging weight), then
         the update; ``k`` advances after it, as in the package."""
+        if torch.compiler.is_compiling() and not all(
+                isinstance(group["weight_sum"], Tensor) for group in self.param_groups):
+            # the running numbers would be Python numbers frozen into the graph
+            raise RuntimeError(f"inertia.{type(self).__name__}: torch.compile needs the "
+                               "learning rate as a tensor (lr=torch.tensor(...)), which keeps "
+                               "the running numbers (k, lr_max, weight_sum) on the device")
         if not all(group["train_mode"] for group in self.param_groups):
             raise RuntimeError(f"inertia.{type(self).__name__}.step() in eval mode: the "
                                "parameters hold the average x; call optimizer.train() "
