@@ -13,6 +13,8 @@ from .base import Optimizer
 class Adadelta(Optimizer):
     r"""Adadelta; the same as ``torch.optim.Adadelta``.
 
+    Zeiler (2012), "ADADELTA: An Adaptive Learning Rate Method".
+
     .. math::
         g \leftarrow g + \lambda p,\quad
         s \leftarrow \rho s + (1-\rho) g^2,\quad
