@@ -236,6 +236,28 @@ def test_adafactor_state_is_rows_plus_cols_per_matrix():
         k: tuple(v.shape) for k, v in torch_opt.state[torch_opt.param_groups[0]["params"][0]].items()}
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_adafactor_stacks_equal_shapes_and_equals_torch(dtype):
+    """Tensors of one shape are stepped as one stack (matrices, 3-D tensors, vectors, 0-d
+    tensors; the reductions per tensor of the stack): still torch's result, over many
+    steps, with one tensor left without a gradient on one step."""
+    shapes = [(6, 4), (6, 4), (6, 4), (2, 3, 4), (2, 3, 4), (5,), (5,), (), (), (4, 6)]
+    ours_p, theirs_p = _params(shapes, dtype), _params(shapes, dtype)
+    ours = inertia.Adafactor(ours_p, lr=0.05, weight_decay=0.1)
+    theirs = torch.optim.Adafactor(theirs_p, lr=0.05, weight_decay=0.1)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-13)
+    for t in range(30):
+        grads = _grads(ours_p, t)
+        for i, (a, b, g) in enumerate(zip(ours_p, theirs_p, grads)):
+            a.grad = b.grad = None if (t == 4 and i == 1) else g.clone()
+        ours.step()
+        theirs.step()
+        for a, b in zip(ours_p, theirs_p):
+            torch.testing.assert_close(a, b, **tol)
+            for key, value in theirs.state[b].items():
+                torch.testing.assert_close(ours.state[a][key].to(value.dtype), value, **tol)
+
+
 # -------------------------------------------------------------------- create, docs
 
 @pytest.mark.parametrize("name", REGISTRY)

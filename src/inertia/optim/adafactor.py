@@ -88,14 +88,14 @@ class Adafactor(Optimizer):
     @staticmethod
     def rule(group):
         eps1, eps2 = group["eps"]
-        return T.chain(
+        return M.stacked(T.chain(
             M.scale_by_factored_rms(group["beta2_decay"], eps1),
             M.clip_by_block_rms(group["d"]),
             M.scale_by_param_scale(eps2),
             M.scale_by_step_cap(group["lr"]),
             T.add_decayed_weights(group["lr"] * group["weight_decay"]),
             T.scale(-1.0),
-        )
+        ))
 
     def _init_group(self, group, *args):
         refuse_unsupported("Adafactor", group["params"])

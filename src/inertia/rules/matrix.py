@@ -235,9 +235,27 @@ def _numel(t: Tensor) -> int:
     return t.numel()
 
 
-def rms(x: Tensor) -> Tensor:
-    """Root mean square of a whole tensor (torch's ``norm / sqrt(numel)``, as Adafactor)."""
-    return x.norm(2) / (_numel(x) ** 0.5)
+def rms(x: Tensor, lead: int = 0) -> Tensor:
+    """Root mean square of a whole tensor (torch's ``norm / sqrt(numel)``, as Adafactor);
+    with ``lead=1``, of each tensor of a stack (shaped to broadcast against it)."""
+    if not lead:
+        return x.norm(2) / (_numel(x) ** 0.5)
+    per = x.reshape(x.shape[0], -1)
+    return _per(per.norm(2, dim=1) / (per.shape[1] ** 0.5), x)
+
+
+def _lead(state) -> int:
+    """1 when ``update`` is given a stack of tensors of one shape (:func:`stacked`: the step
+    counts then form a vector, one per tensor), 0 for one tensor."""
+    step = state.get("step")
+    return step.dim() if isinstance(step, Tensor) else 0
+
+
+def _per(v, like: Tensor):
+    """A per-tensor value (0-d, or one per stacked tensor) shaped to broadcast against ``like``."""
+    if isinstance(v, Tensor) and v.dim() == 1:
+        return v.reshape(v.shape + (1,) * (like.dim() - 1))
+    return v
 
 
 def scale_by_factored_rms(beta2_decay, eps1) -> Transform:
@@ -266,9 +284,10 @@ def scale_by_factored_rms(beta2_decay, eps1) -> Transform:
 
     def update(u, state, p):
         t = state["step"]
-        weight = t ** beta2_decay  # 1 - beta2_t
+        lead = _lead(state)
+        weight = _per(t ** beta2_decay, u)  # 1 - beta2_t
         e1 = eps1 if eps1 is not None else torch.finfo(u.dtype).eps
-        if u.dim() > 1:
+        if u.dim() - lead > 1:
             w = weight.to(u.dtype) if isinstance(weight, Tensor) else weight
             row_mean = torch.norm(u, dim=-1, keepdim=True).square() / u.size(-1)
             row = torch.lerp(state["row_var"], row_mean, w)
@@ -289,7 +308,7 @@ def clip_by_block_rms(d) -> Transform:
     r"""``u <- u / max(1, RMS(u) / d)``: Adafactor's update clipping (per tensor)."""
 
     def update(u, state, p):
-        return u / torch.clamp(rms(u) / d, min=1.0), {}
+        return u / torch.clamp(rms(u, _lead(state)) / d, min=1.0), {}
 
     return Transform(_no_state, update, _looped(update))
 
@@ -299,7 +318,7 @@ def scale_by_param_scale(eps2) -> Transform:
     parameter's own scale."""
 
     def update(u, state, p):
-        return u * torch.clamp(rms(p), min=eps2), {}
+        return u * torch.clamp(rms(p, _lead(state)), min=eps2), {}
 
     return Transform(_no_state, update, _looped(update))
 
@@ -308,9 +327,45 @@ def scale_by_step_cap(lr) -> Transform:
     r"""``u <- min(lr, 1/sqrt(t)) u``: Adafactor's step size :math:`\rho_t`."""
 
     def update(u, state, p):
-        return u * torch.clamp(1 / state["step"].sqrt(), max=lr).to(u.dtype), {}
+        return u * _per(torch.clamp(1 / state["step"].sqrt(), max=lr).to(u.dtype), u), {}
 
     return Transform(_no_state, update, _looped(update))
+
+
+def stacked(inner: Transform) -> Transform:
+    """``inner``, whose ``update`` also takes a stack of tensors of one shape (a leading
+    dimension, one step count per tensor: every per-tensor reduction of Adafactor's
+    transformations is written for it), with a batched form that stacks the tensors of a
+    group by shape and dtype: one call of each torch op per shape instead of one per
+    tensor, which is what a step of many small tensors spends its time on. Sharded
+    tensors (``DTensor``) and tensors alone of their shape go one by one."""
+
+    def many(us, states, ps):
+        out_u: list = [None] * len(us)
+        out_c: list = [None] * len(us)
+        shapes: dict[tuple, list[int]] = {}
+        for i, (u, p, state) in enumerate(zip(us, ps, states)):
+            if _dtensor(u) or _dtensor(p):
+                key: tuple = ("alone", i)
+            else:
+                key = (u.shape, u.dtype, p.dtype, u.device,
+                       tuple((k, v.dtype, v.shape) for k, v in sorted(state.items())))
+            shapes.setdefault(key, []).append(i)
+        for members in shapes.values():
+            if len(members) == 1:
+                i = members[0]
+                out_u[i], out_c[i] = inner.update(us[i], states[i], ps[i])
+                continue
+            first = states[members[0]]
+            u, changed = inner.update(torch.stack([us[i] for i in members]),
+                                      {k: torch.stack([states[i][k] for i in members])
+                                       for k in first},
+                                      torch.stack([ps[i] for i in members]))
+            for k, i in enumerate(members):
+                out_u[i], out_c[i] = u[k], {key: v[k] for key, v in changed.items()}
+        return out_u, out_c
+
+    return Transform(inner.init, inner.update, many)
 
 
 def _looped(update: Callable) -> Callable:
