@@ -47,8 +47,14 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("name,config", [(n, c) for n, info in REGISTRY.items()
-                                         for c in list(info.configs)[:2]])
+#: issue 16's optimizers: their first configuration by default, the second with ``-m slow``
+NEW = {"nadam", "radam", "adamax", "adadelta", "muon", "adafactor", "adamw-schedulefree",
+       "sgd-schedulefree"}
+
+
+@pytest.mark.parametrize("name,config", [
+    pytest.param(n, c, marks=[pytest.mark.slow] if n in NEW and k else [])
+    for n, info in REGISTRY.items() for k, c in enumerate(list(info.configs)[:2])])
 def test_fullgraph_step_equals_eager_and_never_recompiles(name, config):
     (model, ref), opt, eager, lr = _pair(name, config)
     counter = torch._dynamo.testing.CompileCounter()

@@ -56,9 +56,15 @@ MUON_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("ns_dtype", [torch.bfloat16, torch.float32], ids=["ns-bf16", "ns-f32"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("config", MUON_CONFIGS)
+# torch's bfloat16 iteration for every configuration; the float32 one for the first by default
+MUON_CASES = [pytest.param(config, dtype, ns, id=f"{config}-{d}-ns-{n}",
+                           marks=[pytest.mark.slow] if ns == torch.float32 and k else [])
+              for k, config in enumerate(MUON_CONFIGS)
+              for dtype, d in ((torch.float32, "f32"), (torch.float64, "f64"))
+              for ns, n in ((torch.bfloat16, "bf16"), (torch.float32, "f32"))]
+
+
+@pytest.mark.parametrize("config,dtype,ns_dtype", MUON_CASES)
 def test_muon_equals_torch_over_many_steps(config, dtype, ns_dtype):
     """torch's Muon iterates in bfloat16; with ``ns_dtype=torch.bfloat16`` inertia is the
     same computation (batched over equal shapes), to float rounding. torch has

@@ -6,7 +6,7 @@ local config, no download), a Lightning ``configure_optimizers``, and accelerate
 calls ``optimizer.train()`` before training and that ``eval()`` puts the average in the
 parameters before evaluation (Hugging Face and accelerate do it themselves; Lightning by
 the recipe's hooks). Each test skips when its library is not installed (the ``dev`` extra
-installs them).
+installs them); the Hugging Face one runs with ``-m slow``.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def _moved(before, model):
     return any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+@pytest.mark.slow  # importing transformers alone takes seconds
 def test_hugging_face_trainer_with_optimizer_cls_and_kwargs(tmp_path):
     transformers = pytest.importorskip("transformers")
     config = transformers.BertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=2,
