@@ -348,8 +348,8 @@ def stacked(inner: Transform) -> Transform:
             if _dtensor(u) or _dtensor(p):
                 key: tuple = ("alone", i)
             else:
-                key = (u.shape, u.dtype, p.dtype, u.device,
-                       tuple((k, v.dtype, v.shape) for k, v in sorted(state.items())))
+                key = (tuple(u.shape), u.dtype, p.dtype, u.device,
+                       tuple((k, state[k].dtype, tuple(state[k].shape)) for k in sorted(state)))
             shapes.setdefault(key, []).append(i)
         for members in shapes.values():
             if len(members) == 1:
