@@ -1,7 +1,7 @@
 """Step time of the modern optimizers (issue 16) against torch.optim and the packages they replace.
 
     python benchmarks/new_optimizers.py [--quick] [--rounds R] [--block S] [--width W]
-                                        [--params N] [--threads T] [--only NAME ...]
+                                        [--params N] [--threads T] [--only NAME ...] [--tag T]
 
 Contenders, each optimizer's default step as a user writes it, in one process and in the
 same rounds (the timing method of ``step_throughput.py``: per round every contender once,
@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--tag", default="", help="suffix of the result files (a partial rerun)")
     args = ap.parse_args(argv)
     quick = args.quick
     args.rounds = args.rounds or (3 if quick else 7)
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     report = run(args)
     report["argv"] = " ".join(argv)
     seconds = time.perf_counter() - start
-    out = B.RESULTS / f"new_optimizers{'_quick' if quick else ''}"
+    out = B.RESULTS / f"new_optimizers{'_quick' if quick else ''}{'_' + args.tag if args.tag else ''}"
     out.parent.mkdir(exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, default=str))
     text = markdown(report, seconds)

@@ -332,6 +332,10 @@ def scale_by_step_cap(lr) -> Transform:
     return Transform(_no_state, update, _looped(update))
 
 
+#: the most elements :func:`stacked` puts in one stack
+STACK_ELEMENTS = 1 << 16
+
+
 def stacked(inner: Transform) -> Transform:
     """``inner``, whose ``update`` also takes a stack of tensors of one shape (a leading
     dimension, one step count per tensor: every per-tensor reduction of Adafactor's
@@ -351,7 +355,14 @@ def stacked(inner: Transform) -> Transform:
                 key = (tuple(u.shape), u.dtype, p.dtype, u.device,
                        tuple((k, state[k].dtype, tuple(state[k].shape)) for k in sorted(state)))
             shapes.setdefault(key, []).append(i)
-        for members in shapes.values():
+        # stacks of at most STACK_ELEMENTS elements: a large stack's temporaries would be
+        # fresh pages each op (the allocator returns big blocks to the system), and a large
+        # tensor's per-op cost is its data, not the call
+        groups = [members[k:k + max(1, STACK_ELEMENTS // max(1, us[members[0]].numel()))]
+                  for members in shapes.values()
+                  for k in range(0, len(members), max(1, STACK_ELEMENTS
+                                                      // max(1, us[members[0]].numel())))]
+        for members in groups:
             if len(members) == 1:
                 i = members[0]
                 out_u[i], out_c[i] = inner.update(us[i], states[i], ps[i])
