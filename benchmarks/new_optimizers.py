@@ -213,7 +213,8 @@ def markdown(report: dict, seconds: float) -> str:
     lines += ["", "## Optimizer state, bytes per parameter (float32, after one step)", "",
               "| optimizer | " + " | ".join(["inertia", "peers"]) + " |", "|---|---|---|"]
     for name, per in report["state_bytes"].items():
-        fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
+        # (0 for a peer: its state is not tensors in ``optimizer.state``, heavyball's)
+        fmt = lambda v: (f"{v:.2f}" if v else "n/a") if isinstance(v, float) else str(v)  # noqa: E731
         lines.append(f"| {name} | {fmt(per.get('inertia'))} | "
                      + "; ".join(f"{c} {fmt(v)}" for c, v in per.items() if c != "inertia")
                      + " |")
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     report = run(args)
     report["argv"] = " ".join(argv)
-    seconds = time.perf_counter() - start
+    seconds = report["seconds"] = time.perf_counter() - start
     out = B.RESULTS / f"new_optimizers{'_quick' if quick else ''}{'_' + args.tag if args.tag else ''}"
     out.parent.mkdir(exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, default=str))
