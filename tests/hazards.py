@@ -23,6 +23,7 @@ class Hazard:
     error: type[Exception]
     match: str
     options: dict = None  # extra optimizer options
+    sparse: bool = False  # the hazard is a sparse gradient (for optimizers that take them)
 
 
 def _shorter(params):
@@ -58,10 +59,11 @@ HAZARDS = [
     Hazard("gradient of another dtype", _wrong_dtype, TypeError,
            r"Invalid gradient dtype: torch\.float16 for a parameter of dtype torch\.float32"),
     Hazard("sparse index past the last row", _sparse_out_of_range, IndexError,
-           r"sparse gradient index out of range for a parameter of shape \(7, 5\)"),
+           r"sparse gradient index out of range for a parameter of shape \(7, 5\)", sparse=True),
     Hazard("sparse duplicates that overflow when summed", _sparse_duplicates_overflow,
            NonFiniteGradientError, r"non-finite gradient in parameter group 0",
-           {"nonfinite": "raise"}),
+           {"nonfinite": "raise"}, sparse=True),
     Hazard("NaN gradient (raise policy)", _nan, NonFiniteGradientError,
-           r"non-finite gradient in parameter group 0", {"nonfinite": "raise"}),
+           # (group 1 for Muon, whose registry groups put the 3-D tensor in its AdamW group)
+           r"non-finite gradient in parameter group [01]", {"nonfinite": "raise"}),
 ]

@@ -47,8 +47,14 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("name,config", [(n, c) for n, info in REGISTRY.items()
-                                         for c in list(info.configs)[:2]])
+#: issue 16's optimizers: their first configuration by default, the second with ``-m slow``
+NEW = {"nadam", "radam", "adamax", "adadelta", "muon", "adafactor", "adamw-schedulefree",
+       "sgd-schedulefree"}
+
+
+@pytest.mark.parametrize("name,config", [
+    pytest.param(n, c, marks=[pytest.mark.slow] if n in NEW and k else [])
+    for n, info in REGISTRY.items() for k, c in enumerate(list(info.configs)[:2])])
 def test_fullgraph_step_equals_eager_and_never_recompiles(name, config):
     (model, ref), opt, eager, lr = _pair(name, config)
     counter = torch._dynamo.testing.CompileCounter()
@@ -121,4 +127,40 @@ def test_inductor_compiles_a_two_pass_step():
         step()
         eager.step()
     for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["adamw-schedulefree", "sgd-schedulefree"])
+def test_schedule_free_with_a_float_lr_refuses_to_compile(name):
+    """Its running numbers would be Python numbers frozen into the graph: refused, with the
+    remedy (a tensor lr keeps them on the device, as in the test above)."""
+    model = _model()
+    opt = REGISTRY[name].cls(model.parameters(), lr=0.01)
+    _backward(model, torch.randn(4, 8), torch.randn(4, 1))
+    with pytest.raises(Exception, match="torch.compile needs the learning rate as a tensor"):
+        torch.compile(opt.step, backend="eager", fullgraph=True)()
+    assert opt.param_groups[0]["k"] == 0  # nothing stepped
+
+
+def test_adafactor_stacks_equal_shapes_in_one_graph():
+    """Adafactor steps tensors of one shape as a stack (two 8 x 8 layers here): traced into
+    one graph as well, equal to eager."""
+    def model():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 8),
+                                   torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+    compiled_model, eager_model = model(), model()
+    opt = inertia.Adafactor(compiled_model.parameters(), lr=torch.tensor(0.01), weight_decay=0.1)
+    eager = inertia.Adafactor(eager_model.parameters(), lr=0.01, weight_decay=0.1)
+    counter = torch._dynamo.testing.CompileCounter()
+    step = torch.compile(opt.step, backend=counter, fullgraph=True)
+    x, y = torch.randn(16, 8), torch.randn(16, 1)
+    for _ in range(10):
+        _backward(compiled_model, x, y)
+        _backward(eager_model, x, y)
+        step()
+        eager.step()
+    assert counter.frame_count == 1
+    for a, b in zip(compiled_model.parameters(), eager_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

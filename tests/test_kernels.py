@@ -35,8 +35,26 @@ CONFIGS = {
     "LAMB": [dict(lr=0.01), dict(lr=0.01, weight_decay=0.1)],
     "LARS": [dict(lr=0.1), dict(lr=0.1, nesterov=True, weight_decay=0.01, eps=1e-8,
                                 maximize=True)],
+    # issue 16: rules written once, fused by the same engine
+    "NAdam": [dict(lr=0.01, weight_decay=0.01),
+              dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)],
+    "RAdam": [dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)],
+    "Adamax": [dict(lr=0.01, weight_decay=0.01, maximize=True)],
+    "Adadelta": [dict(lr=1.0, weight_decay=0.01)],
+    "AdamWScheduleFree": [dict(lr=0.01, weight_decay=0.01, warmup_steps=5)],
+    "SGDScheduleFree": [dict(lr=0.05, warmup_steps=3, maximize=True)],
 }
 CASES = [(name, i) for name, configs in CONFIGS.items() for i in range(len(configs))]
+#: issue 16's optimizers: their first configuration in float32 (the parallel drivers) runs by
+#: default, the rest with ``-m slow`` (each new rule is one more kernel for numba to compile)
+NEW = {"NAdam", "RAdam", "Adamax", "Adadelta", "AdamWScheduleFree", "SGDScheduleFree"}
+_F64, _F32 = torch.float64, torch.float32
+REFERENCE_CASES = [
+    pytest.param(name, i, dtype, id=f"{name}-{i}-{tag}",
+                 marks=[pytest.mark.slow] if name in NEW and (i or dtype == _F64) else [])
+    for name, i in CASES for dtype, tag in ((_F64, "f64"), (_F32, "f32"))]
+BF16_STATE = [pytest.param(name, marks=[pytest.mark.slow] if name in NEW else [])
+              for name in CONFIGS]
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6),
        torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
 
@@ -117,8 +135,7 @@ def parallel(monkeypatch):
     ops.set_parallel_min(old)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("name,index", CASES)
+@pytest.mark.parametrize("name,index,dtype", REFERENCE_CASES)
 def test_matches_reference(name, index, dtype, request):
     if dtype == torch.float32:
         request.getfixturevalue("parallel")  # f32 exercises the parallel drivers, f64 serial
@@ -143,7 +160,7 @@ def test_matches_reference(name, index, dtype, request):
     _assert_same(pair, tol)
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", BF16_STATE)
 def test_bf16_state(name):
     """``state_dtype=torch.bfloat16`` with float32 params: numba reads/writes bf16 state."""
     kw = CONFIGS[name][-1]

@@ -46,7 +46,8 @@ _OPS = {"add": "({} + {})", "sub": "({} - {})", "mul": "({} * {})", "div": "({} 
         "gt": "({} > {})", "ge": "({} >= {})", "eq": "({} == {})", "ne": "({} != {})",
         "and": "({} & {})", "or": "({} | {})", "sqrt": "np.sqrt({})", "sign": "sign_({})",
         "abs": "abs({})", "exp": "np.exp({})", "log": "np.log({})", "max": "max_({}, {})",
-        "min": "min_({}, {})", "where": "({1} if {0} else {2})"}
+        "min": "min_({}, {})", "where": "({1} if {0} else {2})",
+        "round_f32": "np.float64(np.float32({}))"}
 _COMPARE = {"lt", "le", "gt", "ge", "eq", "ne", "and", "or"}
 
 

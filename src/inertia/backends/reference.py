@@ -59,7 +59,8 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step:
     step = counter.to(torch.float64) + 1
     if grad.is_sparse:
         rows = tuple(grad.indices())
-        current = {k: v[rows].to(cd) for k, v in state.items()}
+        # per-tensor scalar state (NAdam's mu_product) is whole, not per row
+        current = {k: (v if v.dim() == 0 else v[rows]).to(cd) for k, v in state.items()}
         param = p[rows].to(cd)
         g = grad.values().to(cd)
     else:
@@ -82,5 +83,47 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step:
     else:
         p[rows] = new.pop(None).to(p.dtype)
         for key, value in new.items():
-            state[key][rows] = value.to(state[key].dtype)
+            if state[key].dim() == 0:
+                state[key].copy_(value)
+            else:
+                state[key][rows] = value.to(state[key].dtype)
     counter.add_(1 if advance is None else advance.to(counter.device, counter.dtype))
+
+
+def apply_many(rule: Transform, params: list, grads: list, states: list, steps: list,
+               gmuls: list, keeps: list | None = None, advance: Tensor | None = None) -> None:
+    """:func:`apply` for many tensors at once, through the rule's batched form ``rule.many``.
+
+    For rules with whole-tensor transformations (Muon's Newton-Schulz iteration, Adafactor's
+    row and column statistics; see :class:`~inertia.rules.transforms.Transform`), which
+    batch their work over the tensors of a group. Conventions are :func:`apply`'s, per
+    tensor (dense gradients only: such rules refuse sparse ones before the step).
+    """
+    record = torch.is_grad_enabled()
+    targets, currents, ps, gs = [], [], [], []
+    for p, grad, state, counter, gmul in zip(params, grads, states, steps, gmuls):
+        if p.is_complex():
+            grad, p = _real(grad), _real(p)
+            state = {k: _real(v) for k, v in state.items()}
+        state = {k: v for k, v in state.items() if k != "step"}
+        cd = compute_dtype(p.dtype, *(v.dtype for v in state.values() if isinstance(v, Tensor)))
+        current = {k: v.to(cd, copy=record) for k, v in state.items()}
+        current["step"] = counter.to(torch.float64) + 1
+        g = grad.to(cd)
+        if not (isinstance(gmul, (int, float)) and gmul == 1):
+            g = (g * gmul).to(cd)  # (a 0-d gradient times the float64 gmul would promote)
+        targets.append((p, state))
+        currents.append(current)
+        ps.append(p.to(cd, copy=record))
+        gs.append(g)
+    updates, changes = rule.many(gs, currents, ps)
+    for i, ((p, state), param, update, changed) in enumerate(zip(targets, ps, updates, changes)):
+        new = {None: param + update, **changed}
+        if keeps is not None and keeps[i] is not None:
+            old = {None: param, **{k: currents[i][k] for k in changed}}
+            new = {k: torch.where(keeps[i], v, old[k]) for k, v in new.items()}
+        p.copy_(new.pop(None))
+        for key, value in new.items():
+            state[key].copy_(value)
+        counter = steps[i]
+        counter.add_(1 if advance is None else advance.to(counter.device, counter.dtype))

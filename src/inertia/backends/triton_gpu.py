@@ -45,6 +45,7 @@ _OPS = {"add": "({} + {})", "sub": "({} - {})", "mul": "({} * {})", "div": "({} 
         "ge": "({} >= {})", "eq": "({} == {})", "ne": "({} != {})", "and": "({} & {})",
         "or": "({} | {})", "sqrt": "tl.sqrt({})", "abs": "tl.abs({})", "exp": "tl.exp({})",
         "log": "tl.log({})", "where": "tl.where({}, {}, {})",
+        "round_f32": "({}).to(tl.float32).to(tl.float64)",
         # a ** b as exp(b log a) (bases >= 0, as the rules' beta ** t): libdevice.pow has no
         # interpreter implementation, and GPU and interpreter must run the same code
         "pow": "tl.exp({1} * tl.log({0}))",

@@ -73,6 +73,7 @@ class Plan:
     any_dense: bool = False
     any_dtensor: bool = False         # gradients arrive as DTensors: kernels take local shards
     requested_reference: bool = False  # fused=False / differentiable: not a fallback
+    batched: bool = False             # the reference tensors go through rule.many at once
     identity: bool = False            # every parameter, in group order, on the kernels
     constants: dict = field(default_factory=dict)  # (device, sign) -> 0-d float64 tensor
 
@@ -227,6 +228,9 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
     for i in present:
         _check_gradient(params[i], grads[i], index)
     fused = not (group["fused"] is False or group["foreach"] is False or group["differentiable"])
+    # a rule with whole-tensor transformations (Muon, Adafactor) runs on torch ops, batched
+    # over the group (backends.reference.apply_many): its own fast path, not a fallback
+    batched = rule.many is not None
     if group["fused"]:
         # As torch.optim: fused=True is a promise of fused kernels, refused where none runs
         # (checked at the step, so moving a meta model to a device afterwards works).
@@ -244,7 +248,7 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
     for i in present:
         p, g = params[i], grads[i]
         state = S.ensure(optimizer, p, rule, group)
-        if not fused:
+        if not fused or batched:
             reference.append(i)
             continue
         if graph is None:
@@ -325,7 +329,7 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
                 any_views=any(p.is_complex() for p in fused_params),
                 any_dense=any(grads[i].is_sparse for i in order),
                 any_dtensor=any(D.is_dtensor(p) for p in fused_params),
-                requested_reference=not fused, constants=constants)
+                requested_reference=not fused, constants=constants, batched=batched)
 
 
 _grad_norm_graph: RuleGraph | None = None

@@ -406,7 +406,12 @@ def _reference_and_rows(optimizer, job: Job, norm_scale, amp_scale, skip_all, gu
     group, plan = job.group, job.plan
     met = []
     lazy = group["sparse"] == "lazy"
-    for i in plan.reference:
+    # the rule with the group's numbers of this step (the plan's was built with those of
+    # its first step: a float lr changed since, or Schedule-Free's step count, would be lost)
+    rule = optimizer.rule(P._scalars(group)) if plan.reference else None
+    if plan.batched and plan.reference:
+        met += _batched(optimizer, job, rule, norm_scale, amp_scale, skip_all, guard)
+    for i in plan.reference if not plan.batched else ():
         p = group["params"][i]
         g = p.grad.coalesce() if p.grad.is_sparse else p.grad
         gmul = _gmul(plan.constant(p.device, group), norm_scale, amp_scale)
@@ -417,7 +422,7 @@ def _reference_and_rows(optimizer, job: Job, norm_scale, amp_scale, skip_all, gu
         if skip_all is not None:
             advance = ~skip_all.to(p.device).reshape(()).to(torch.bool)
             keep = advance if keep is None else keep & advance
-        ref.apply(plan.rule, p, g, optimizer.state.get(p, {}), S.step_of(optimizer, p), gmul,
+        ref.apply(rule, p, g, optimizer.state.get(p, {}), S.step_of(optimizer, p), gmul,
                   lazy=lazy and g.is_sparse, keep=keep, advance=advance)
         if not torch.compiler.is_compiling():
             path_counts["reference:requested" if plan.requested_reference else "reference"] += 1
@@ -437,6 +442,36 @@ def _reference_and_rows(optimizer, job: Job, norm_scale, amp_scale, skip_all, gu
         if guard:
             met.append((torch.tensor(bad > 0), p))
         path_counts["cpu:rows"] += 1
+    return met
+
+
+def _batched(optimizer, job: Job, rule, norm_scale, amp_scale, skip_all, guard) -> list:
+    """A group whose rule has whole-tensor transformations (Muon, Adafactor): all its
+    tensors in one call of ``rule.many``, each guarded whole, as on the reference path."""
+    group, plan = job.group, job.plan
+    ps = [group["params"][i] for i in plan.reference]
+    grads = [p.grad for p in ps]
+    gmuls = [_gmul(plan.constant(p.device, group), norm_scale, amp_scale) for p in ps]
+    keeps: list | None = None
+    advance = None
+    met = []
+    if guard:
+        # per tensor, over all its shards (one all_reduce for the sharded ones): every rank
+        # keeps or skips the same tensors
+        bad = [(~torch.isfinite(D.local(g))).any().to(torch.float64).reshape(1) for g in grads]
+        groups = [D.reduction_groups(p) for p in ps]
+        if any(groups):
+            D.all_reduce_rows(bad, groups)
+        keeps = [b[0] == 0 for b in bad]
+        met = [((~k).to(optimizer._counter_device()), p) for k, p in zip(keeps, ps)]
+    if skip_all is not None:
+        advance = ~skip_all.reshape(()).to(torch.bool)
+        keeps = [advance.to(p.device) & k if keeps else advance.to(p.device)
+                 for p, k in zip(ps, keeps or [None] * len(ps))]
+    ref.apply_many(rule, ps, grads, [optimizer.state.get(p, {}) for p in ps],
+                   [S.step_of(optimizer, p) for p in ps], gmuls, keeps, advance)
+    if not torch.compiler.is_compiling():
+        path_counts["reference:batched"] += 1
     return met
 
 

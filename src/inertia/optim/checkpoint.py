@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from ..engine import state as state_policy
+
 if TYPE_CHECKING:
     from .base import Optimizer
 
@@ -102,11 +104,12 @@ def adopt(opt: "Optimizer", pins: list[dict[str, Any]]) -> None:
                 value = step.detach() if isinstance(step, Tensor) else torch.tensor(float(step))
                 state["step"] = value.to(dtype=torch.float32, device=p.device)
             target = group["state_dtype"] or p.dtype
+            scalars = state_policy.scalar_keys(opt.rule(group))
             for key, value in state.items():
                 if key == "step" or not isinstance(value, Tensor):
                     continue
-                if value.dim() == 0 and p.dim() > 0:  # per-tensor scalar state (mu_product)
-                    state[key] = value.to(device=p.device)
+                if key in scalars:  # per-tensor scalar state (mu_product): float32 always
+                    state[key] = value.to(device=p.device, dtype=torch.float32)
                 elif value.is_floating_point() and not p.is_complex():
                     state[key] = value.to(dtype=target, device=p.device)
                 else:

@@ -11,12 +11,17 @@ from typing import Any, Callable
 
 import torch
 
+from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adam_variants import Adamax, NAdam, RAdam
 from .base import Optimizer
 from .layerwise import LAMB, LARS
 from .lion import Lion
+from .muon import Muon
 from .rmsprop import RMSprop
+from .schedulefree import AdamWScheduleFree, SGDScheduleFree
 from .sgd import SGD, Momentum
 
 
@@ -40,8 +45,20 @@ class OptimizerInfo:
     torch_equivalent: Callable[..., torch.optim.Optimizer] | None = None
     #: configuration names whose torch equivalent differs (not compared against torch)
     torch_skip: tuple[str, ...] = field(default_factory=tuple)
+    #: the param groups this optimizer wants for a flat list of parameters (Muon: the
+    #: matrices, and the rest in an AdamW group), or None for one group
+    groups: Callable[[list], list] | None = None
+    #: each coordinate is updated from its own values: the fused elementwise kernels, a
+    #: non-finite guard per block, lazy sparse rows. False: whole tensors (Muon, Adafactor)
+    elementwise: bool = True
+    #: sparse gradients work (``sparse="dense"``/``"lazy"``); False: refused at the step
+    sparse: bool = True
+    #: complex parameters work (as real views); False: refused at the step, as torch does
+    complex: bool = True
 
     def make(self, params, config: str = "default", **overrides: Any) -> Optimizer:
+        if self.groups is not None:
+            params = self.groups(list(params))
         return self.cls(params, **{**self.configs[config], **overrides})
 
 
@@ -202,5 +219,137 @@ _register(OptimizerInfo(
         BadInput({"lr": 0.1, "trust_coefficient": 0.0}, r"Invalid trust_coefficient value: 0\.0"),
         BadInput({"lr": 0.1, "momentum": 0.0, "nesterov": True}, r"Invalid nesterov value: True"),
         BadInput({"lr": 0.1, "weight_decay": -1.0}, r"Invalid weight_decay value: -1\.0"),
+    ),
+))
+
+
+def _adam_family_bad(extra: dict[str, Any]) -> tuple[BadInput, ...]:
+    return _common_bad(extra) + _adam_bad(extra) + (
+        BadInput({**extra, "eps": -1e-8}, r"Invalid eps value: -1e-08"),
+    )
+
+
+_register(OptimizerInfo(
+    "nadam", NAdam, "NAdam: Adam with Nesterov momentum (Dozat 2016); NAdamW with decoupled_weight_decay; as torch.optim.NAdam",
+    configs={
+        "default": dict(lr=0.01),
+        "decoupled": dict(lr=0.01, weight_decay=0.1, momentum_decay=0.006,
+                          decoupled_weight_decay=True),
+        "wd_maximize": dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.05, maximize=True),
+    },
+    bad_inputs=_adam_family_bad({"lr": 0.1}) + (
+        BadInput({"lr": 0.1, "momentum_decay": -0.2}, r"Invalid momentum_decay value: -0\.2"),
+    ),
+    torch_equivalent=lambda params, **kw: torch.optim.NAdam(params, **kw),
+))
+
+_register(OptimizerInfo(
+    "radam", RAdam, "RAdam: Adam with a rectified adaptive lr (Liu et al. 2020); as torch.optim.RAdam",
+    configs={
+        "default": dict(lr=0.01),
+        "decoupled": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+        "wd_maximize": dict(lr=0.01, betas=(0.8, 0.9), weight_decay=0.05, maximize=True),
+    },
+    bad_inputs=_adam_family_bad({"lr": 0.1}),
+    torch_equivalent=lambda params, **kw: torch.optim.RAdam(params, **kw),
+))
+
+_register(OptimizerInfo(
+    "adamax", Adamax, "Adamax: Adam with an infinity norm (Kingma & Ba 2015); as torch.optim.Adamax",
+    configs={
+        "default": dict(lr=0.01),
+        "wd_maximize": dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.05, maximize=True),
+    },
+    bad_inputs=_adam_family_bad({"lr": 0.1}),
+    torch_equivalent=lambda params, **kw: torch.optim.Adamax(params, **kw),
+))
+
+_register(OptimizerInfo(
+    "adadelta", Adadelta, "Adadelta: steps in units of recent steps (Zeiler 2012); as torch.optim.Adadelta",
+    configs={
+        "default": dict(lr=1.0),
+        "rho_wd_maximize": dict(lr=0.5, rho=0.95, eps=1e-5, weight_decay=0.05, maximize=True),
+    },
+    bad_inputs=_common_bad({"lr": 0.1}) + (
+        BadInput({"lr": 0.1, "rho": 1.5}, r"Invalid rho value: 1\.5"),
+        BadInput({"lr": 0.1, "eps": -1.0}, r"Invalid eps value: -1\.0"),
+        BadInput({"lr": 0.1, "weight_decay": -1.0}, r"Invalid weight_decay value: -1\.0"),
+    ),
+    torch_equivalent=lambda params, **kw: torch.optim.Adadelta(params, **kw),
+))
+
+
+def _matrices_and_the_rest(params: list) -> list:
+    """Muon's groups for a flat parameter list: the matrices, and the rest with AdamW."""
+    matrices = [p for p in params if p.dim() == 2]
+    rest = [p for p in params if p.dim() != 2]
+    groups = [{"params": matrices}] if matrices else []
+    if rest:
+        groups.append({"params": rest, "use_muon": False})
+    return groups
+
+
+_register(OptimizerInfo(
+    "muon", Muon, "Muon: momentum orthogonalised by Newton-Schulz, AdamW for non-matrices (Jordan et al. 2024); as torch.optim.Muon",
+    configs={
+        "default": dict(lr=0.02),
+        "rms_adamw": dict(lr=0.01, weight_decay=0.01, momentum=0.9, nesterov=False,
+                          adjust_lr_fn="match_rms_adamw", adamw_betas=(0.8, 0.99)),
+        "float32_maximize": dict(lr=0.02, ns_dtype=torch.float32, ns_steps=6, maximize=True),
+    },
+    bad_inputs=_common_bad({"lr": 0.1}) + (
+        BadInput({"lr": 0.1, "momentum": -0.5}, r"Invalid momentum value: -0\.5"),
+        BadInput({"lr": 0.1, "weight_decay": -1.0}, r"Invalid weight_decay value: -1\.0"),
+        BadInput({"lr": 0.1, "adjust_lr_fn": "arbitrary"},
+                 r"Invalid learning rate adjustment adjust_lr_fn: 'arbitrary'"),
+        BadInput({"lr": 0.1, "ns_steps": 100}, r"Invalid ns_steps: 100"),
+        BadInput({"lr": 0.1, "ns_coefficients": (1.0, 2.0)}, r"Invalid ns_coefficients: \(1\.0, 2\.0\)"),
+        BadInput({"lr": 0.1, "ns_dtype": torch.int32}, r"Invalid ns_dtype: torch\.int32"),
+        BadInput({"lr": 0.1, "adamw_betas": (0.9, 1.0)}, r"Invalid beta parameter at index 1: 1\.0"),
+    ),
+    groups=_matrices_and_the_rest, elementwise=False, sparse=False, complex=False,
+))
+
+_register(OptimizerInfo(
+    "adafactor", Adafactor, "Adafactor: factored second moments, O(rows + cols) state (Shazeer & Stern 2018); as torch.optim.Adafactor",
+    configs={
+        "default": dict(lr=0.01),
+        "wd_maximize": dict(lr=0.01, weight_decay=0.1, maximize=True),
+        "decay_clip": dict(lr=0.05, beta2_decay=-1.0, d=1.5, eps=(1e-30, 1e-3)),
+    },
+    bad_inputs=_common_bad({"lr": 0.1}) + (
+        BadInput({"lr": 0.1, "beta2_decay": 0.8}, r"Invalid beta2_decay value: 0\.8"),
+        BadInput({"lr": 0.1, "eps": (-1e-30, 1e-3)}, r"Invalid eps: .*epsilon1 should be >= 0"),
+        BadInput({"lr": 0.1, "d": 0.5}, r"Invalid d value: 0\.5"),
+        BadInput({"lr": 0.1, "weight_decay": -1.0}, r"Invalid weight_decay value: -1\.0"),
+    ),
+    torch_equivalent=lambda params, **kw: torch.optim.Adafactor(params, **kw),
+    elementwise=False, sparse=False, complex=False,
+))
+
+_register(OptimizerInfo(
+    "adamw-schedulefree", AdamWScheduleFree, "Schedule-Free AdamW: no lr schedule, an average x evaluated (Defazio et al. 2024); as schedulefree.AdamWScheduleFree",
+    configs={
+        "default": dict(lr=0.01),
+        "warmup_wd": dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.05, warmup_steps=5, r=1.0),
+        "maximize": dict(lr=0.01, maximize=True),
+    },
+    bad_inputs=_adam_family_bad({"lr": 0.1}) + (
+        BadInput({"lr": 0.1, "warmup_steps": -1}, r"Invalid warmup_steps: -1"),
+        BadInput({"lr": 0.1, "betas": (0.0, 0.999)}, r"Invalid beta parameter at index 0: 0\.0"),
+    ),
+))
+
+_register(OptimizerInfo(
+    "sgd-schedulefree", SGDScheduleFree, "Schedule-Free SGD: interpolation and averaging instead of momentum and a schedule (Defazio et al. 2024); as schedulefree.SGDScheduleFree",
+    configs={
+        "default": dict(lr=0.05),
+        "warmup_wd": dict(lr=0.05, momentum=0.8, weight_decay=0.01, warmup_steps=4),
+        "maximize": dict(lr=0.05, maximize=True),
+    },
+    bad_inputs=_common_bad({"lr": 0.1}) + (
+        BadInput({"lr": 0.1, "momentum": 1.0}, r"Invalid momentum value: 1\.0"),
+        BadInput({"lr": 0.1, "weight_decay": -1.0}, r"Invalid weight_decay value: -1\.0"),
+        BadInput({"lr": 0.1, "warmup_steps": 1.5}, r"Invalid warmup_steps: 1\.5"),
     ),
 ))

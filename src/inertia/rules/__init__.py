@@ -5,8 +5,9 @@ a chain of; :mod:`~inertia.rules.expr` the small language they are written in, w
 makes the same source run as torch ops (the reference) and trace into fused kernels.
 Nothing here imports the rest of inertia.
 """
-from .expr import Hyper, Sym, abs, exp, log, maximum, minimum, norm, sign, sqrt, where
+from .expr import (Hyper, Sym, abs, exp, log, maximum, minimum, norm, round_f32, sign, sqrt,
+                   where)
 from .transforms import Transform, chain
 
 __all__ = ["Transform", "chain", "Sym", "Hyper", "sqrt", "sign", "abs", "exp", "log",
-           "maximum", "minimum", "where", "norm"]
+           "maximum", "minimum", "where", "norm", "round_f32"]

@@ -2,7 +2,7 @@ r"""The one language every update rule is written in, and how a rule is traced.
 
 A rule (:mod:`inertia.rules.transforms`) is ordinary Python arithmetic on its inputs plus
 the few functions of this module (:func:`sqrt`, :func:`sign`, :func:`where`, :func:`norm`,
-...). Run it on tensors and it *is* the reference implementation (torch ops, readable,
+:func:`round_f32`, ...). Run it on tensors and it *is* the reference implementation (torch ops, readable,
 differentiable). Run it on the symbolic values of this module and it records an expression
 graph, from which :mod:`inertia.backends` writes the fused CPU (numba) and GPU (Triton)
 kernels. So an algorithm is written once, and every fast path is derived from it.
@@ -28,6 +28,7 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -174,6 +175,27 @@ sign = _unary("sign", torch.sign, _math_sign)  # NaN stays NaN, as torch.sign
 abs = _unary("abs", torch.abs, math.fabs)  # noqa: A001 - the rule language's abs
 exp = _unary("exp", torch.exp, math.exp)
 log = _unary("log", torch.log, math.log)
+
+
+def _math_round_f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+def _torch_round_f32(x: Tensor) -> Tensor:
+    return x.to(torch.float32).to(x.dtype)
+
+
+#: ``x`` rounded to float32 (to nearest even) and widened back: a per-tensor scalar as
+#: float32 storage holds it. Per-tensor scalar state is float32 (torch keeps NAdam's
+#: ``mu_product`` so); a rule that must use the *stored* value within the same step, as
+#: torch does, rounds with this.
+_round_f32 = _unary("round_f32", _torch_round_f32, _math_round_f32)
+
+
+def round_f32(x):
+    if isinstance(x, Sym) and x.kind == "elem":
+        raise TypeError("round_f32() rounds a per-tensor scalar, not an elementwise value")
+    return _round_f32(x)
 
 
 def maximum(a, b):

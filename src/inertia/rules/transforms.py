@@ -31,20 +31,37 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from .expr import maximum, norm, sign, sqrt, where
+from .expr import abs, maximum, norm, round_f32, sign, sqrt, where
 
 State = dict[str, Tensor]
 
 
 class Transform(NamedTuple):
-    """A gradient transformation: ``init(p)`` and ``update(u, state, p)``."""
+    """A gradient transformation: ``init(p)`` and ``update(u, state, p)``.
+
+    ``many`` (optional) marks a transformation that needs whole tensors, not coordinates
+    (Muon's Newton-Schulz iteration, Adafactor's row and column statistics): the same
+    update for a list of tensors at once, ``many(us, states, ps) -> (us', changed)``, so
+    that work can be batched over a group (tensors of one shape in one ``bmm``). A chain
+    holding such a transformation is not traced into elementwise kernels: its groups run
+    ``many`` on torch ops (see :func:`inertia.backends.reference.apply_many`).
+    """
 
     init: Callable[[Tensor], State]
     update: Callable[[Tensor, State, Tensor], tuple[Tensor, State]]
+    many: Callable[[list, list, list], tuple[list, list]] | None = None
 
 
 def _no_state(p: Tensor) -> State:
     return {}
+
+
+def each(t: Transform, us: list, states: list, ps: list) -> tuple[list, list]:
+    """``t`` applied to many tensors: its ``many`` if it has one, else ``update`` on each."""
+    if t.many is not None:
+        return t.many(us, states, ps)
+    out = [t.update(u, s, p) for u, s, p in zip(us, states, ps)]
+    return [u for u, _ in out], [c for _, c in out]
 
 
 def chain(*transforms: Transform) -> Transform:
@@ -67,7 +84,16 @@ def chain(*transforms: Transform) -> Transform:
             changed.update(part)
         return u, changed
 
-    return Transform(init, update)
+    def many(us: list, states: list, ps: list) -> tuple[list, list]:
+        changed: list[State] = [{} for _ in us]
+        for t in transforms:
+            us, parts = each(t, us, [{**s, **c} for s, c in zip(states, changed)], ps)
+            for c, part in zip(changed, parts):
+                c.update(part)
+        return us, changed
+
+    whole = any(t.many is not None for t in transforms)
+    return Transform(init, update, many if whole else None)
 
 
 def _zeros(key: str, initial: float = 0.0) -> Callable[[Tensor], State]:
@@ -150,17 +176,23 @@ def sgd_momentum(momentum, dampening=0.0, nesterov: bool = False) -> Transform:
     return Transform(_zeros("momentum_buffer"), update)
 
 
-def ema_velocity(beta, nesterov: bool = False) -> Transform:
+def ema_velocity(beta, nesterov: bool = False, key: str = "velocity") -> Transform:
     r"""The seed's Momentum: ``v <- \beta v + (1-\beta) g``; ``u <- v``.
 
     Nesterov looks one step ahead with the new velocity: ``u <- \beta v + (1-\beta) g``.
+    (Muon's momentum is this, kept under ``key="momentum_buffer"``.)
     """
 
     def update(u, state, p):
-        v = beta * state["velocity"] + (1 - beta) * u
-        return (beta * v + (1 - beta) * u if nesterov else v), {"velocity": v}
+        v = ema(beta, state[key], u)
+        return (ema(beta, v, u) if nesterov else v), {key: v}
 
-    return Transform(_zeros("velocity"), update)
+    return Transform(_zeros(key), update)
+
+
+def ema(beta, average, value):
+    r"""``\beta a + (1-\beta) x``: the exponential moving average every moment is."""
+    return beta * average + (1 - beta) * value
 
 
 # --------------------------------------------------------------------------- adaptive
@@ -233,6 +265,139 @@ def scale_by_lion(beta1, beta2) -> Transform:
         return direction, {"exp_avg": beta2 * m + (1 - beta2) * u}
 
     return Transform(_zeros("exp_avg"), update)
+
+
+def scale_by_nadam(beta1, beta2, eps, momentum_decay) -> Transform:
+    r"""NAdam (Dozat, 2016, "Incorporating Nesterov Momentum into Adam"): Adam's moments,
+    with the momentum applied one step ahead through a decaying schedule :math:`\mu_t`.
+
+    .. math::
+        \mu_t = \beta_1 \bigl(1 - \tfrac12\, 0.96^{t \psi}\bigr),\quad
+        \Pi_t = \Pi_{t-1} \mu_t,\quad
+        u = \frac{1}{\sqrt{v / (1-\beta_2^t)} + \epsilon}
+            \Bigl(\frac{1-\mu_t}{1-\Pi_t}\, g + \frac{\mu_{t+1}}{1-\Pi_t \mu_{t+1}}\, m\Bigr)
+
+    with ``m``, ``v`` Adam's moments and :math:`\psi` the ``momentum_decay``. The product
+    :math:`\Pi_t` is per-tensor state (``mu_product``, a float32 scalar as torch keeps it,
+    used as stored: rounded to float32).
+    """
+
+    def init(p):
+        return {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "mu_product": torch.ones((), dtype=torch.float32, device=p.device)}
+
+    def update(u, state, p):
+        t = state["step"]
+        mu = beta1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+        mu_next = beta1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+        # as torch's float32 state computes it: mu rounded to float32, then the product
+        product = round_f32(state["mu_product"] * round_f32(mu))
+        m = ema(beta1, state["exp_avg"], u)
+        v = ema(beta2, state["exp_avg_sq"], u * u)
+        denom = sqrt(v / bias_correction(beta2, t)) + eps
+        direction = ((1 - mu) / (1 - product)) * u + (mu_next / (1 - product * mu_next)) * m
+        return direction / denom, {"exp_avg": m, "exp_avg_sq": v, "mu_product": product}
+
+    return Transform(init, update)
+
+
+def scale_by_radam(beta1, beta2, eps) -> Transform:
+    r"""RAdam (Liu et al., 2020, "On the Variance of the Adaptive Learning Rate and Beyond"):
+    Adam whose adaptive denominator is switched on only once its variance is tractable,
+    and then rectified.
+
+    .. math::
+        \rho_\infty = \frac{2}{1-\beta_2} - 1,\quad
+        \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1-\beta_2^t},\quad
+        u = \hat m \cdot \begin{cases}
+            r_t\, \dfrac{\sqrt{1-\beta_2^t}}{\sqrt{v} + \epsilon} & \rho_t > 5 \\
+            1 & \text{otherwise (SGD with momentum)} \end{cases},\quad
+        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
+    """
+
+    def update(u, state, p):
+        t = state["step"]
+        m = ema(beta1, state["exp_avg"], u)
+        v = ema(beta2, state["exp_avg_sq"], u * u)
+        bc2 = bias_correction(beta2, t)
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * t * beta2 ** t / bc2
+        # clamped at 0: the branch that uses it is taken only for rho_t > 5
+        rect = sqrt(maximum((rho_t - 4) * (rho_t - 2) * rho_inf
+                            / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 0.0))
+        m_hat = m / bias_correction(beta1, t)
+        adaptive = sqrt(bc2) / (sqrt(v) + eps)
+        return where(rho_t > 5, m_hat * adaptive * rect, m_hat), {"exp_avg": m, "exp_avg_sq": v}
+
+    return Transform(_zeros_for("exp_avg", "exp_avg_sq"), update)
+
+
+def scale_by_adamax(beta1, beta2, eps) -> Transform:
+    r"""Adamax (Kingma & Ba, 2015, section 7.1): Adam with the infinity norm in place of the
+    second moment: ``e <- max(b2 e, |g| + eps)``; ``u <- m / ((1 - b1^t) e)``."""
+
+    def update(u, state, p):
+        m = ema(beta1, state["exp_avg"], u)
+        e = maximum(beta2 * state["exp_inf"], abs(u) + eps)
+        return (1 / bias_correction(beta1, state["step"])) * m / e, {"exp_avg": m, "exp_inf": e}
+
+    return Transform(_zeros_for("exp_avg", "exp_inf"), update)
+
+
+def scale_by_adadelta(rho, eps) -> Transform:
+    r"""Adadelta (Zeiler, 2012): each step's size in units of the recent updates' RMS.
+
+    .. math::
+        s \leftarrow \rho s + (1-\rho) g^2,\quad
+        u = \frac{\sqrt{a + \epsilon}}{\sqrt{s + \epsilon}}\, g,\quad
+        a \leftarrow \rho a + (1-\rho) u^2
+    """
+
+    def update(u, state, p):
+        s = ema(rho, state["square_avg"], u * u)
+        delta = sqrt(state["acc_delta"] + eps) / sqrt(s + eps) * u
+        return delta, {"square_avg": s, "acc_delta": ema(rho, state["acc_delta"], delta * delta)}
+
+    return Transform(_zeros_for("square_avg", "acc_delta"), update)
+
+
+def scale_by_second_moment(beta2, eps, t) -> Transform:
+    r"""Adam's denominator alone: ``v <- b2 v + (1-b2) g^2``;
+    ``u <- g / (sqrt(v / (1 - b2^t)) + eps)``, at step ``t`` (Schedule-Free AdamW's
+    normalisation; it keeps no first moment)."""
+
+    def update(u, state, p):
+        v = ema(beta2, state["exp_avg_sq"], u * u)
+        return u / (sqrt(v / bias_correction(beta2, t)) + eps), {"exp_avg_sq": v}
+
+    return Transform(_zeros_for("exp_avg_sq"), update)
+
+
+def schedule_free(c, lr, beta) -> Transform:
+    r"""Schedule-Free averaging (Defazio et al., 2024, "The Road Less Scheduled").
+
+    Three sequences: the base iterate ``z`` takes plain steps, ``x`` is their weighted
+    average and the gradient is taken at their interpolation ``y``, which is the parameter:
+
+    .. math::
+        z_{t+1} = z_t - \gamma_t u_t,\quad
+        x_{t+1} = (1-c_{t+1}) x_t + c_{t+1} z_{t+1},\quad
+        y_{t+1} = (1-\beta) z_{t+1} + \beta x_{t+1}
+
+    Only ``y`` and ``z`` are stored (``x`` follows from them); written as an update of
+    ``y``: ``y <- y + c (z - y) + \gamma (\beta (1 - c) - 1) u``. ``c`` is the averaging
+    weight of this step and ``\gamma`` its learning rate (warm-up included).
+    """
+
+    def init(p):
+        return {"z": p.clone(memory_format=torch.preserve_format)}
+
+    def update(u, state, p):
+        z = state["z"]
+        return c * (z - p) + lr * (beta * (1 - c) - 1) * u, {"z": z - lr * u}
+
+    return Transform(init, update)
 
 
 # --------------------------------------------------------------------------- layer-wise
