@@ -14,6 +14,7 @@ from . import threads
 from .layout import flat
 from .numba_cpu import ARGS, CHUNK
 from .ops import KERNELS
+from .quantize import check_blocks
 
 _A = {name: i for i, name in enumerate(ARGS)}
 _CODE = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
@@ -60,7 +61,7 @@ def check(kernel, params, grads, states, steps, meta=None) -> None:
         if s.dtype != torch.float32 or s.numel() != 1 or s.device.type != "cpu":
             raise TypeError(f"Invalid step {t}: a float32 CPU scalar is needed, got {s.dtype}")
         if kernel.block:
-            blockwise(kernel, t, p, states[t * K:(t + 1) * K - kernel.scalar_slots], meta)
+            check_blocks(kernel, t, p, states[t * K:(t + 1) * K - kernel.scalar_slots], meta)
         for k in range(K):
             x = states[t * K + k]
             if kernel.block and k < K - kernel.scalar_slots:
@@ -75,32 +76,6 @@ def check(kernel, params, grads, states, steps, meta=None) -> None:
                 raise ValueError(f"Invalid state {kernel.slots[k]!r} of tensor {t}: "
                                  f"{x.dtype} {tuple(x.shape)}; the kernel needs contiguous "
                                  f"{kernel.sdtype} {tuple(p.shape)}")
-
-
-def blockwise(kernel, t: int, p, tensors, meta) -> None:
-    """The 8-bit state of tensor ``t`` (codes and scales of each slot) fits ``p`` and the
-    kernel's blocks, and ``meta`` gives ``p``'s row width: else a kernel would index past
-    the scales."""
-    from . import quantize as Q
-
-    if not p.is_contiguous():
-        raise TypeError(f"Invalid parameter {t}: 8-bit state needs row-major parameters")
-    rows, width, nb = Q.layout(tuple(p.shape), kernel.block)
-    if meta is not None and (meta.dtype != torch.int64 or tuple(meta.shape[1:]) != (3,)
-                             or int(meta[t, 0]) != max(width, 1)):
-        raise ValueError(f"Invalid meta for tensor {t}: its row width is {width}")
-    for j in range(0, len(tensors), 2):
-        codes, scales = tensors[j], tensors[j + 1]
-        if codes.dtype != torch.uint8 or codes.numel() != p.numel() or \
-                not codes.is_contiguous() or codes.device != p.device:
-            raise ValueError(f"Invalid state {kernel.slots[j]!r} of tensor {t}: {codes.dtype} "
-                             f"{tuple(codes.shape)}; the kernel needs uint8 codes shaped "
-                             f"{tuple(p.shape)}")
-        if scales.dtype != torch.float32 or scales.numel() != rows * nb or \
-                not scales.is_contiguous() or scales.device != p.device:
-            raise ValueError(f"Invalid state {kernel.slots[j + 1]!r} of tensor {t}: "
-                             f"{scales.dtype} {tuple(scales.shape)}; the kernel needs float32 "
-                             f"scales of shape {(rows, nb)}")
 
 
 def _table(params, grads, states, steps, K: int) -> np.ndarray:

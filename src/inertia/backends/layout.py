@@ -45,5 +45,7 @@ def like(p: Tensor, part: Tensor, shape: tuple[int, ...]) -> Tensor:
 def positions(x: Tensor) -> Tensor:
     """Each element's position in ``x``'s memory (int64, shaped like ``x``): the index a
     kernel sweeping the memory from ``x``'s first element gives it."""
-    n = max((size - 1) * stride for size, stride in zip(x.shape, x.stride())) + 1 if x.numel() else 0
-    return torch.arange(n, device=x.device).as_strided(x.shape, x.stride())
+    if not x.numel():
+        return torch.zeros(x.shape, dtype=torch.int64, device=x.device)
+    extent = sum((size - 1) * stride for size, stride in zip(x.shape, x.stride())) + 1
+    return torch.arange(extent, device=x.device).as_strided(x.shape, x.stride())

@@ -436,7 +436,7 @@ def quantize(x: Tensor, key: str, block: int) -> tuple[Tensor, Tensor]:
     y = blocks * inv.unsqueeze(2)
     codes = encode(TorchOps, code, y).t
     rows = codes.shape[0]
-    codes = codes.reshape(rows, -1)[:, :width].reshape(x.shape).to(torch.uint8)
+    codes = codes.reshape(rows, -1)[:, :width].reshape(x.shape).to(torch.uint8).contiguous()
     return codes, absmax
 
 
@@ -449,4 +449,29 @@ def dequantize(codes: Tensor, absmax: Tensor, key: str, block: int) -> Tensor:
     scale = (absmax.to(torch.float32) / fmax).unsqueeze(2)
     values = decode(TorchOps, code, TorchOps.u32(blocks)) * scale
     rows = values.shape[0]
-    return values.reshape(rows, -1)[:, :width].reshape(codes.shape)
+    return values.reshape(rows, -1)[:, :width].reshape(codes.shape).contiguous()
+
+
+def check_blocks(kernel, t: int, p: Tensor, tensors, meta: Tensor | None) -> None:
+    """Refuse 8-bit state of tensor ``t`` (codes and scales of each slot, ``tensors``) that
+    does not fit ``p`` and the kernel's blocks, and a ``meta`` row (when given: on a GPU
+    reading it would synchronise) that does not give ``p``'s row width: a kernel would index
+    past the scales."""
+    if not p.is_contiguous():
+        raise TypeError(f"Invalid parameter {t}: 8-bit state needs row-major parameters")
+    rows, width, nb = layout(tuple(p.shape), kernel.block)
+    if meta is not None and (meta.dtype != torch.int64 or tuple(meta.shape[1:]) != (3,)
+                             or int(meta[t, 0]) != max(width, 1)):
+        raise ValueError(f"Invalid meta for tensor {t}: its row width is {width}")
+    for j in range(0, len(tensors), 2):
+        codes, scales = tensors[j], tensors[j + 1]
+        if codes.dtype != torch.uint8 or codes.numel() != p.numel() or \
+                not codes.is_contiguous() or codes.device != p.device:
+            raise ValueError(f"Invalid state {kernel.slots[j]!r} of tensor {t}: {codes.dtype} "
+                             f"{tuple(codes.shape)}; the kernel needs uint8 codes shaped "
+                             f"{tuple(p.shape)}")
+        if scales.dtype != torch.float32 or scales.numel() != rows * nb or \
+                not scales.is_contiguous() or scales.device != p.device:
+            raise ValueError(f"Invalid state {kernel.slots[j + 1]!r} of tensor {t}: "
+                             f"{scales.dtype} {tuple(scales.shape)}; the kernel needs float32 "
+                             f"scales of shape {(rows, nb)}")
