@@ -186,18 +186,19 @@ def encode(o, code: Code, y):
 
     Round to ``M`` mantissa bits, to nearest (the carry moves into the exponent); a
     magnitude at or below the smallest binade's base becomes 0 (with ``code.floor``, only
-    0 does, and the rest the smallest code); anything above the largest code (a rounding
-    of ``fmax``, NaN) becomes the largest code."""
+    0 does, and the rest the smallest code)."""
     b = o.bits(y)
     mag = b & 0x7FFFFFFF
     s = code.shift
     r = (mag + (1 << (s - 1))) >> s  # to nearest (a tie, 1 in 2^19 values, rounds up)
     # below the smallest binade: 0, or with a floor the smallest code unless the value is 0
     low = code.offset + o.nonzero(mag) if code.floor else o.const(code.offset)
-    c = o.minimum(o.maximum(r, low) - code.offset, code.largest)
+    # |y| <= fmax rounds to at most the largest code; NaN and infinity go beyond it, and are
+    # kept by the block's absmax (NaN when any value is, so the block decodes to NaN)
+    c = o.maximum(r, low) - code.offset
     if code.signed:  # sign and magnitude (so -0 is 0x80, decoded as -0.0)
         c = c | ((b >> 24) & 0x80)
-    return c
+    return c & 0xFF
 
 
 def decode(o, code: Code, c):
