@@ -5,13 +5,10 @@ from pathlib import Path
 # numpy_reference.py and other test helpers live beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
-# Without a GPU the Triton kernels run in Triton's interpreter (tests/test_triton.py). Triton
-# reads TRITON_INTERPRET when it is imported, and its own library functions (tl.sum, tl.max,
-# ...) are decorated then: if an earlier test module imports it first (torch.compile's
-# inductor does), they are compiled functions the interpreter cannot call. So the variable
-# is set before any test module is imported.
-if "TRITON_INTERPRET" not in os.environ:
-    import torch
+# Without a GPU, Triton's interpreter runs the GPU kernels on the CPU (tests/test_triton.py).
+# Triton reads this once, when it is first imported (torch's inductor imports it too), so it
+# is set before any test module loads. With a GPU the kernels run for real instead.
+import torch  # noqa: E402
 
-    if not torch.cuda.is_available():
-        os.environ["TRITON_INTERPRET"] = "1"
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"

@@ -17,7 +17,7 @@ import torch
 if torch.cuda.is_available():
     pytest.skip("a GPU is present: the CUDA tests run these kernels for real",
                 allow_module_level=True)
-os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: it reads it once
+os.environ["TRITON_INTERPRET"] = "1"  # (tests/conftest.py sets it before anything imports triton)
 pytest.importorskip("triton")
 
 from custom_rules import CUSTOM  # noqa: E402
