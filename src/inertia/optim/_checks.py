@@ -80,15 +80,23 @@ def choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
         _fail(name, value, "expected one of " + ", ".join(repr(a) for a in allowed))
 
 
+#: ``state_dtype`` given by name (text: the lab's entries, the CLI) is that torch dtype.
+_DTYPE_NAMES = ("float32", "bfloat16", "float64", "float16")
+
+
 def state_storage(group: dict[str, Any]) -> None:
     """``state_dtype`` and the options of compact storage, and the combinations that have no
-    implementation (refused here, at construction, not at the first step)."""
+    implementation (refused here, at construction, not at the first step). A dtype's name
+    (``"bfloat16"``) is replaced in ``group`` by the dtype itself."""
     from ..backends import quantize
 
     sd = group["state_dtype"]
+    if isinstance(sd, str) and sd in _DTYPE_NAMES:  # "bfloat16" (the lab's and CLI's text)
+        sd = group["state_dtype"] = getattr(torch, sd)
     if sd is not None and sd != "8bit" and not (isinstance(sd, torch.dtype)
                                                and sd.is_floating_point):
-        _fail("state_dtype", sd, "must be a floating-point torch.dtype, '8bit' or None")
+        _fail("state_dtype", sd, "must be a floating-point torch.dtype (or its name, such as "
+              "'bfloat16'), '8bit' or None")
     block = group["state_block_size"]
     if isinstance(block, bool) or block not in quantize.BLOCK_SIZES:
         _fail("state_block_size", block, "must be a power of two from "

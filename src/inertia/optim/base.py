@@ -59,13 +59,14 @@ class Optimizer(torch.optim.Optimizer):
       their state (like torch's SparseAdam), which is what embedding tables want. The step
       count is global, and the trust ratios of LAMB/LARS are taken over the rows present.
     * ``state_dtype`` (None): how the optimizer state is stored; None keeps the parameter's
-      dtype. ``torch.bfloat16`` halves the state's memory; the update is still computed in
-      float32. ``"8bit"``: each state tensor in bytes, in blocks of ``state_block_size``
+      dtype. ``torch.bfloat16`` (or its name, ``"bfloat16"``) halves the state's memory;
+      the update is still computed in float32. ``"8bit"``: each state tensor in bytes, in
+      blocks of ``state_block_size``
       (256; a power of two from 32 to 4096) elements within a row, with a float32 scale per
-      block (Adam: 2.03 bytes per parameter instead of 8); tensors of fewer than
+      block (Adam: about 2.04 bytes per parameter instead of 8); tensors of fewer than
       ``state_min_size`` (4096) elements, of one dimension or with rows of fewer than 16
       elements keep float32 state. The kernels decode, update and re-encode each block in
-      one pass; see ``docs/memory.md`` (codes, error, checkpoints).
+      one pass; see ``docs/memory.md`` (codes, error, checkpoints, measurements).
     * ``stochastic_rounding`` (False): bfloat16 parameters take the float32 update rounded
       stochastically (unbiased) instead of to nearest, so updates smaller than half a
       bfloat16 unit are not lost; the random bits are a hash of (``rounding_seed``, the
