@@ -540,7 +540,8 @@ def quality_section(args) -> None:
         factors = (1,) if untuned else (1 / 3, 1, 3)
         entries = []
         for label, extra in policies.items():
-            if untuned and label not in ("float32 state", "8-bit state"):
+            if (untuned or wname in args.lean.split(",")) and \
+                    label not in ("float32 state", "8-bit state"):
                 continue  # the time it takes: float32 against the 8-bit state only
             if wname != "mnist-cnn" and "min size 0" in label:
                 continue  # reviews' matrices are all far above the threshold
@@ -582,6 +583,7 @@ def quality_section(args) -> None:
     lines = header("Held-out quality of each state policy", f"python benchmarks/memory.py quality "
                    f"--workloads {args.workloads} --seeds {args.seeds}"
                    + (f" --untuned {args.untuned}" if args.untuned else "")
+                   + (f" --lean {args.lean}" if args.lean else "")
                    + (f" --jobs {args.jobs}" if args.jobs != 1 else ""))
     lines += ["Adam on the lab's workloads with each state policy; the lr chosen per policy on "
               "the validation split (mean over seeds of the final validation metric, "
@@ -594,7 +596,10 @@ def quality_section(args) -> None:
               "rows hold 16+ elements (all but the stem convolution's, 9 wide)."
               + (f" Workloads run untuned ({args.untuned}): at the workload's own Adam rate only, "
                  "float32 against the 8-bit state (no bfloat16 row), for the time a run takes on "
-                 "this machine." if args.untuned else ""), ""] + report
+                 "this machine." if args.untuned else "")
+              + (f" Workloads run lean ({args.lean}): float32 against the 8-bit state only (no "
+                 "bfloat16 row), for the time a run takes on this machine." if args.lean else ""),
+              ""] + report
     write("quality", lines, data)
 
 
@@ -722,6 +727,8 @@ def main() -> None:
     parser.add_argument("--untuned", default="",
                         help="quality: workloads run at their own Adam rate only, float32 "
                              "against 8-bit state (reviews: about 6 minutes a run here)")
+    parser.add_argument("--lean", default="",
+                        help="quality: workloads run for float32 and 8-bit state only (tuned)")
     parser.add_argument("--jobs", type=int, default=1, help="quality: runs in parallel")
     parser.add_argument("--work", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "inertia-memory"),
                         help="quality: where the lab's run database goes")
