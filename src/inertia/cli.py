@@ -1,6 +1,7 @@
 """The ``inertia`` command: parse arguments and dispatch to :mod:`inertia.lab`; nothing else.
 
     inertia compare [--workload W ...] [--optimizer ENTRY ...] [--seeds 0,1,2] [--out DIR] [--jobs N] [--threads N]
+                    [--tune N [--pruner P] [--sampler S] [--tune-also KNOBS] [--storage URL [--worker]]]
     inertia compare --suite NAME [--quick]
     inertia report DB --out DIR
     inertia workloads
@@ -24,7 +25,8 @@ optimizer entries (--optimizer, repeatable):
     "adam:lr=1e-3,betas=(0.9,0.99)"      values are Python literals
     "sgd:lr=0.1,momentum=0.9;schedule=cosine"
     "sgd:lr=0.5;batch=1;label=stochastic"   batch size (workloads with one: minibatch, mnist-*)
-  names: sgd momentum rmsprop adam adamw adagrad lion lamb lars (see `inertia optimizers`)
+  names: see `inertia optimizers`; a NAME with a dot is an optimizer class by import path,
+    a peer run beside inertia's: "torch.optim.AdamW:lr=3e-4,weight_decay=0.1"
   quote entries in the shell: ';' and '(' are special there.
 
 schedules (all start from the entry's lr; they count steps):
@@ -33,7 +35,17 @@ schedules (all start from the entry's lr; they count steps):
   (a part that is not last needs a length: warmup uses steps=, others len=)
 
 workloads (--workload, repeatable): NAME[:OPTION=VALUE,...], e.g. valley-noisy:noise=0.5
-  (see `inertia workloads`)
+  (see `inertia workloads`), or your own: MODULE:FUNCTION[:OPTION=VALUE,...], a function
+  returning a Workload (mypkg.mymodule:make_workload, or path/to/file.py:make_workload;
+  the current directory is importable). Walk-through: docs/lab-own-model.md.
+
+tuning (--tune N): every entry gets the same budget, N trials of lr (and --tune-also knobs)
+  log-uniform over [lr/30, lr*30] around its library default (or typed lr), quasirandom,
+  widened 30x when the best lies at an edge; trials train on seed 1000 and are scored on
+  validation; successive halving (--pruner halving) stops the worst two thirds at each rung,
+  so every entry costs the same stated number of steps. The best trial is re-run on --seeds
+  and judged on test. Studies live in OUT/studies.sqlite, or --storage postgresql://... so
+  that other machines can help: `inertia compare <same arguments> --worker`.
 
 outcomes: a run "reached" the target when its validation metric met it at some evaluation
   and at every later one; "diverged" when loss, metric or parameters became NaN/inf or the
@@ -43,10 +55,10 @@ verdicts: "A beats B" needs an exact rank test over seeds, Holm-corrected, below
   intervals and "too few seeds for a verdict". Details: docs/lab.md.
 
 With no arguments, `inertia compare` runs the lesson's headline comparison (Adam, RMSprop,
-Momentum, SGD on mnist-cnn and valley, 3 seeds; 1-2 minutes on 2 shared cores) into
+Momentum, SGD on mnist-cnn and valley, each tuned with 8 trials, 3 seeds) into
 ./inertia-report/. Small models train single-threaded, --jobs at a time (default: one per
 core that other work leaves idle). Results go to DIR/runs.sqlite; rerunning the same
-command skips finished runs, so an interrupted comparison resumes.
+command skips finished trials and runs, so an interrupted comparison resumes.
 """
 
 
@@ -58,6 +70,16 @@ def _seeds(text: str) -> list[int]:
     if not seeds:
         raise argparse.ArgumentTypeError("need at least one seed")
     return seeds
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r} (must be a whole number >= 0)")
+    return n
 
 
 def _positive(text: str) -> int:
@@ -100,8 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runs at a time for small models, in worker processes (default: one per idle core; 1: one by one)")
     c.add_argument("--threads", type=_positive, default=None,
                    help="torch threads per run (default: the workload's choice, 1 for small models)")
+    c.add_argument("--tune", type=_count, default=None, metavar="N",
+                   help="tune every entry with N trials first, the same budget for each (0: no tuning; default: "
+                        "8 for the main job with no arguments, none when entries or workloads are given)")
+    c.add_argument("--pruner", default="halving", choices=("halving", "none"),
+                   help="with --tune: successive halving (default) or every trial to the end")
+    c.add_argument("--sampler", default="quasirandom", choices=("quasirandom", "tpe"),
+                   help="with --tune: Sobol points (default), or Optuna's TPE after the first two thirds")
+    c.add_argument("--tune-also", default="", metavar="KNOBS",
+                   help="with --tune: other hyperparameters to tune, comma-separated: momentum, beta1, beta2, "
+                        "weight_decay, eps (for the entries that have them)")
+    c.add_argument("--storage", default=None, metavar="URL",
+                   help="with --tune: the study storage, e.g. postgresql://user@host/db (default OUT/studies.sqlite)")
+    c.add_argument("--worker", action="store_true",
+                   help="with --tune and --storage: only help run the trials of a comparison started elsewhere "
+                        "with the same arguments")
     c.add_argument("--title", default="", help="report title")
-    c.add_argument("--suite", default=None, help="run a named suite instead (headline, surfaces, minibatch, seed-claims)")
+    c.add_argument("--suite", default=None, help="run a named suite instead (headline, surfaces, minibatch, large-batch, seed-claims)")
     c.add_argument("--quick", action="store_true",
                    help="with --suite: a short version; the report says what it covers and cannot test")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars (they only show on a terminal anyway)")
@@ -126,17 +163,31 @@ def _compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .lab import api, suites
     from .lab.reporting.render import text
 
+    from .lab.tuning import Budget
+
+    main_job = not (args.workload or args.optimizer or args.suite)
+    trials = args.tune if args.tune is not None else (api.DEFAULT_TUNE if main_job else 0)
+    if not trials and (args.worker or args.storage or args.tune_also):
+        return _fail("--worker, --storage and --tune-also need --tune N")
+    if args.worker and not args.storage:
+        return _fail("--worker needs --storage URL: the study storage the other processes use")
+    budget = Budget(trials, pruner=args.pruner, sampler=args.sampler,
+                    tune_also=tuple(k.strip() for k in args.tune_also.split(",") if k.strip())) if trials else None
     if args.suite:
         if args.workload or args.optimizer:
             return _fail("--suite runs its own workloads and optimizers; drop --workload/--optimizer")
         table = suites.run_suite(args.suite, out=args.out, quick=args.quick, quiet=args.quiet, seeds=args.seeds,
-                                 jobs=args.jobs)
+                                 jobs=args.jobs, tune=(budget or 0) if args.tune is not None else None)
     else:
         if args.quick:
             return _fail("--quick applies to --suite only; use --steps to shorten a comparison")
         table = api.compare(args.workload, args.optimizer, seeds=args.seeds or api.DEFAULT_SEEDS, out=args.out,
                             db=args.db, steps=args.steps, device=args.device, threads=args.threads, jobs=args.jobs,
-                            quiet=args.quiet, title=args.title, command=" ".join(["inertia", *map(shlex.quote, argv)]))
+                            quiet=args.quiet, title=args.title, command=" ".join(["inertia", *map(shlex.quote, argv)]),
+                            tune=budget, storage=args.storage, worker=args.worker)
+        if args.worker:
+            print(f"worker: ran {table} trials; the comparison's own process writes the report")
+            return 0
     doc = getattr(table, "attrs", {}).get("document")
     if doc is not None:
         print(text(doc))

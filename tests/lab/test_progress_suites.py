@@ -34,12 +34,14 @@ def test_seed_claims_suite_dispatches_lazily(monkeypatch, tmp_path, capsys):
     from inertia.lab import claims
 
     calls = []
-    monkeypatch.setattr(claims, "run", lambda out, quick=False, quiet=False, seeds=None, jobs=None:
-                        calls.append((out, quick, quiet, seeds)) or pd.DataFrame({"x": [1, 2]}))
+    monkeypatch.setattr(claims, "run", lambda out, quick=False, quiet=False, seeds=None, jobs=None, tune=None:
+                        calls.append((out, quick, quiet, seeds, tune)) or pd.DataFrame({"x": [1, 2]}))
     assert cli.main(["compare", "--suite", "seed-claims", "--quick", "--quiet", "--out", str(tmp_path)]) == 0
-    assert calls == [(str(tmp_path), True, True, None)]
+    assert calls == [(str(tmp_path), True, True, None, None)]  # the suite's own tuning budget
+    assert cli.main(["compare", "--suite", "seed-claims", "--tune", "0", "--out", str(tmp_path)]) == 0
+    assert calls[-1][-1] == 0
     assert "2 runs" in capsys.readouterr().out
-    assert set(suites.SUITES) >= {"headline", "seed-claims", "surfaces", "minibatch"}
+    assert set(suites.SUITES) >= {"headline", "seed-claims", "surfaces", "minibatch", "large-batch"}
     assert all(s.quick for s in suites.SUITES.values())  # every --quick says what it covers
 
 

@@ -30,7 +30,8 @@ def test_parse_entries():
     ("adam:amsgrad=3", "Invalid entry 'adam:amsgrad=3': amsgrad must be true or false, got 3"),
     ("adam:lr=True", "lr must be a number, got True"),
     ("sgd:beta=0.9", "Invalid entry 'sgd:beta=0.9': sgd has no hyperparameter 'beta'; valid: lr, momentum"),
-    ("adam;foo=1", "Invalid entry 'adam;foo=1': unknown field 'foo=1' (expected schedule=, batch= or label=)"),
+    ("adam;foo=1", "Invalid entry 'adam;foo=1': unknown field 'foo=1' (expected schedule=, batch=, label= or tune=)"),
+    ("adam;tune=maybe", "Invalid entry 'adam;tune=maybe': tune must be yes or no, got 'maybe'"),
     ("adam;batch=0", "Invalid entry 'adam;batch=0': batch must be a positive integer, got '0'"),
     ("adam;batch=x", "batch must be a positive integer, got 'x'"),
     ("adam;label=", "Invalid entry 'adam;label=': label has no value"),
@@ -87,7 +88,8 @@ def test_plan_rejects_what_cannot_run():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(optimizers=__import__("torch").optim.Adam), "Invalid entry <class 'torch.optim.adam.Adam'>: expected text"),
+    (dict(optimizers=[__import__("torch").nn.Linear]), "Invalid entry <class 'torch.nn.modules.linear.Linear'>: "
+                                                        "expected text"),
     (dict(optimizers=[object()]), "Invalid entry <object object"),
     (dict(optimizers=42), "Invalid optimizers 42: expected a list of entries"),
     (dict(seeds=3), "Invalid seeds 3: expected a list of integers such as [0, 1, 2]"),
@@ -127,3 +129,17 @@ def test_resolved_hyperparameters_include_defaults():
     assert build.resolve_lr(spec, {"adam": 0.2}) == ({"lr": 0.2}, "workload")
     assert build.resolve_lr(spec, {}) == ({}, "default")
     assert build.resolve_lr(specs.parse_optimizer("adam:lr=0.3"), {"adam": 0.2})[1] == "entry"
+
+
+def test_the_main_comparison_adds_the_newer_optimizers_where_they_apply(monkeypatch):
+    from inertia.lab import api
+    from inertia.optim.registry import REGISTRY
+
+    cnn, valley = api.resolve_workload("mnist-cnn"), api.resolve_workload("valley")
+    names = lambda w: [s.name for s in api.resolve_entries(None, w)]  # noqa: E731
+    assert names(cnn)[:4] == ["adam", "rmsprop", "momentum", "sgd"] and "adamw" in names(cnn)
+    for newer in ("adamw-schedulefree", "muon"):  # as when inertia has them (the modern-optimizers work)
+        monkeypatch.setitem(REGISTRY, newer, REGISTRY["adamw"])
+    assert names(cnn)[4:] == ["adamw", "adamw-schedulefree", "muon"]
+    assert names(valley)[4:] == ["adamw", "adamw-schedulefree"]  # one 2-D point: no matrix for Muon
+    assert names(api.resolve_workload("minibatch")) == [s.name for s in api.resolve_workload("minibatch").default_entries]

@@ -82,7 +82,7 @@ def test_incompatible_schema_version_is_refused_untouched(tmp_path):
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE schema_version SET version = 99")
     before = db.read_bytes()
-    with pytest.raises(store.IncompatibleDatabaseError, match="schema version 99.*reads version 2.*nothing was changed"):
+    with pytest.raises(store.IncompatibleDatabaseError, match="schema version 99.*reads version 3.*nothing was changed"):
         api.compare(["valley"], ["adam"], seeds=[0], out=tmp_path, steps=3)
     assert db.read_bytes() == before
     assert not (tmp_path / "report.html").exists()

@@ -101,7 +101,7 @@ def test_stability_claim():
 
 def test_recommendations_use_measured_numbers():
     lines = claims.recommendations(text_table([0.85, 0.86], [0.34, 0.34]))
-    assert lines == [lines[0]] and "pick **Adam** (lr 0.0001: 86.0% final test accuracy)" in lines[0]
+    assert lines == [lines[0]] and "pick **Adam** (lr 0.0001, best of the sweep: 86.0% final test accuracy)" in lines[0]
 
 
 def test_learning_rates_are_chosen_on_validation_not_test():
@@ -111,10 +111,48 @@ def test_learning_rates_are_chosen_on_validation_not_test():
     assert claims.tuned_lr(t, "text")["Adam"] == 1e-3
 
 
-def test_learning_rate_grid_is_shared_and_includes_library_default():
-    lrs = claims.learning_rates(5e-3, 1e-3, claims.QUICK_FACTORS)
-    assert lrs == [0.0005, 0.001, 0.005, 0.05]
-    assert claims.learning_rates(1e-2, 1e-2, claims.QUICK_FACTORS) == [0.001, 0.01, 0.1]
+def arms_table(adam_tuned, adam_default, rms_tuned, rms_default, same_lr=False):
+    """Tuned and default arms per seed; ``same_lr``: Adam's tuning chose its library default lr."""
+    rows = []
+    for seed, (at, ad, rt, rd) in enumerate(zip(adam_tuned, adam_default, rms_tuned, rms_default)):
+        adam_lr = 1e-3 if same_lr else 3e-3
+        rows += [{**row("text", "Adam", adam_lr, seed, at), "tuned": True, "library_default": False},
+                 {**row("text", "Adam", 1e-3, seed, ad), "tuned": False},
+                 {**row("text", "RMSprop", 1e-4, seed, rt), "tuned": True, "library_default": False},
+                 {**row("text", "RMSprop", 1e-2, seed, rd), "tuned": False}]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("same_lr", [False, True])
+def test_tuned_arms_are_kept_apart_from_the_default_arms(same_lr):
+    # the tuned arm is the tuning's choice even when validation would favour the default arm's runs
+    t = arms_table([0.86, 0.86], [0.85, 0.86], [0.86, 0.85], [0.34, 0.34], same_lr)
+    assert claims.tuned_lr(t, "text") == {"Adam": 1e-3 if same_lr else 3e-3, "RMSprop": 1e-4}
+    assert claims.verdict_defaults(t).status == SUPPORTED
+    # RMSprop fine at its default too: the claim fails, whichever lr Adam's tuning chose
+    assert claims.verdict_defaults(arms_table([0.86] * 2, [0.85] * 2, [0.86] * 2, [0.86] * 2, same_lr)).status \
+        == NOT_SUPPORTED
+
+
+def test_stability_counts_the_tuning_trials_when_tuned():
+    rows = []
+    for seed in range(2):
+        for fam, lr_t in (("Adam", 3e-3), ("RMSprop", 1e-3)):
+            rows += [{**row("recsys-lazy", fam, lr_t, seed, 0.93, metric="rmse", hib=False, target=0.95,
+                            baseline=1.07), "tuned": True, "library_default": False},
+                     {**row("recsys-lazy", fam, claims.library_default_lr(fam), seed, 0.94, metric="rmse",
+                            hib=False, target=0.95, baseline=1.07), "tuned": False}]
+    table = pd.DataFrame(rows)
+
+    def trials(adam_diverged):
+        ts = [{"scenario": "recsys-lazy", "family": fam, "slot": i, "lr": 10.0 ** -i,
+               "outcome": "diverged" if fam == "Adam" and i < adam_diverged else "pruned", "value": 0.96,
+               "step": 25, "curve": [[25, 0.96]]} for fam in ("Adam", "RMSprop") for i in range(4)]
+        return pd.DataFrame(ts)
+
+    v = claims.verdict_stability(table, trials=trials(2))
+    assert v.status == SUPPORTED and "Adam 2 of 4, RMSprop 0 of 4" in v.reason
+    assert claims.verdict_stability(table, trials=trials(0)).status == NOT_SUPPORTED
 
 
 # ---------------------------------------------------------------------------- from a stored database
@@ -162,7 +200,8 @@ def tiny_db(tmp_path):
 
 
 def test_report_from_stored_database(tiny_db, tmp_path):
-    table, curves, infos = claims.load(tiny_db)
+    table, curves, infos, trials = claims.load(tiny_db)
+    assert trials.empty  # a fixed sweep: no tuning studies
     # movielens runs are dense-mode (no sparse hparam), so they land in recsys-dense
     assert set(table["scenario"]) == {"image", "recsys-dense"} and len(table) == 14
     assert table[table["workload"] == "movielens"]["baseline"].eq(1.07).all()
@@ -188,23 +227,22 @@ def test_report_from_stored_database(tiny_db, tmp_path):
 
 
 def test_diverged_run_counts_as_worst(tiny_db):
-    table, _, _ = claims.load(tiny_db)
+    table, _, _, _ = claims.load(tiny_db)
     table.loc[(table["family"] == "SGD+Momentum") & (table["seed"] == 0), "final"] = math.nan
     v = claims.verdict_best_final(table)
     assert v.per_seed[0]["holds"] is False
 
 
-def test_entries_share_the_sweep_and_pass_the_sparse_mode():
+def test_entries_are_a_tuned_and_a_default_arm_per_family():
     sc = next(s for s in claims.scenarios(quick=True) if s.key == "recsys-lazy")
-    entries = claims.entries(sc, {"adam": 1e-2, "rmsprop": 1e-2, "sgd": 0.1})
+    entries = claims.entries(sc)
     labels = [spec.display for _, spec in entries]
-    assert len(set(labels)) == len(labels)
+    assert len(set(labels)) == len(labels) == 6
     assert all(spec.hparams["sparse"] == "lazy" and spec.hparams["fused"] is False for _, spec in entries)
-    by_family = {}
-    for family, spec in entries:
-        by_family.setdefault(family, []).append(spec.hparams["lr"])
-    assert by_family["Adam"] == [0.001, 0.01, 0.1]  # includes Adam's library default 1e-3
-    assert by_family["SGD+Momentum"] == [0.001, 0.01, 0.1, 1.0]  # 0.1 x factors, plus SGD's 1e-3
+    tuned = {f: spec for f, spec in entries if not spec.fixed}
+    default = {f: spec for f, spec in entries if spec.fixed}
+    assert all("lr" not in spec.hparams for spec in tuned.values())  # tuning chooses it
+    assert {f: spec.hparams["lr"] for f, spec in default.items()} == {f: claims.library_default_lr(f) for f in default}
     assert all(spec.hparams.get("momentum") == 0.9 for f, spec in entries if f == "SGD+Momentum")
 
 

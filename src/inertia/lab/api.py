@@ -2,11 +2,13 @@
 
 A comparison is workloads x optimizer entries x seeds. :func:`compare` checks everything
 first (unknown names, invalid hyperparameters, wrong argument types, an unusable output
-folder or database all fail before any training, with one message naming the argument),
-then trains each run the database does not already hold — small models several at a time
-in worker processes (:mod:`inertia.lab.running.pool`) — saving each in one transaction as
-it finishes, and finally writes the report from the database. Interrupt it and run it
-again: finished runs are skipped, the rest (and any failed run) are trained.
+folder or database all fail before any training, with one message naming the argument).
+With ``tune=N`` it then tunes every entry with the same budget (:mod:`inertia.lab.tuning`:
+N trials each, chosen on validation) and replaces each entry by its tuned version. It
+trains each run the database does not already hold — small models several at a time in
+worker processes (:mod:`inertia.lab.running.pool`) — saving each in one transaction as it
+finishes, and finally writes the report from the database. Interrupt it and run it again:
+finished trials and runs are skipped, the rest (and any failed one) are trained.
 """
 from __future__ import annotations
 
@@ -24,13 +26,19 @@ from .records import RunRecord
 from .running import build, pool, runner
 from .specs import OptimizerSpec, SpecError
 from .store import Store, StoreError
+from .tuning import Budget
 from .workload import Workload
 
 #: the lesson's headline entries: Adam, RMSprop, SGD+Momentum (the lesson's form), plain SGD
 HEADLINE_OPTIMIZERS = ("adam", "rmsprop", "momentum", "sgd")
+#: newer optimizers the main comparison adds after the headline four, each where inertia has it
+#: (:data:`inertia.optim.registry.REGISTRY`) and the workload suits it (:func:`applies`)
+NEWER_OPTIMIZERS = ("adamw", "adamw-schedulefree", "muon")
 HEADLINE_WORKLOADS = ("mnist-cnn", "valley")
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_OUT = "inertia-report"
+#: trials per entry of the main job (``inertia compare`` with no arguments) and the suites
+DEFAULT_TUNE = 8
 
 
 class OutputError(RuntimeError):
@@ -49,13 +57,16 @@ def _listed(value: Any, singles: tuple[type, ...]) -> list[Any]:
 
 
 def resolve_workload(w: Any) -> Workload:
-    """A Workload as is, or a registry name with options: ``"valley-noisy:noise=0.5"``."""
+    """A Workload as is, a registry name with options (``"valley-noisy:noise=0.5"``), or the
+    import path of a function returning one (``"mypkg.mymodule:make_workload"``, see
+    :func:`inertia.lab.workloads.load`)."""
     if isinstance(w, Workload):
         return w
     if not isinstance(w, str):
         hint = (" (build a workload from your model with Workload.from_tensors)"
                 if hasattr(w, "parameters") or callable(w) else "")
-        raise SpecError(f"Invalid workload {w!r}: expected a name such as 'valley' or a Workload{hint}")
+        raise SpecError(f"Invalid workload {w!r}: expected a name such as 'valley', an import path such as "
+                        f"'mypkg.mymodule:make_workload', or a Workload{hint}")
     name, options = specs.parse_workload(w)
     try:
         return registry.get(name, **options)
@@ -63,34 +74,67 @@ def resolve_workload(w: Any) -> Workload:
         raise SpecError(f"Invalid workload {w!r}: {exc}") from None
 
 
+def _is_pair(e: Any) -> bool:
+    """``(class, {"lr": 3e-4})``: an optimizer class with its keyword arguments."""
+    return isinstance(e, tuple) and len(e) == 2 and isinstance(e[0], type) and isinstance(e[1], dict)
+
+
 def resolve_entry(e: Any) -> OptimizerSpec:
-    """An entry from its text, an :class:`OptimizerSpec`, or an inertia optimizer class."""
+    """An entry from its text, an :class:`OptimizerSpec`, an optimizer class, or a ``(class, kwargs)`` pair.
+
+    inertia's own classes become their registry names (``inertia.Adam`` is ``adam``); any
+    other ``torch.optim.Optimizer`` class is a peer, shown by its import path and run as is
+    (``torch.optim.AdamW``, ``(torch.optim.SGD, {"lr": 0.1, "momentum": 0.9})``).
+    """
+    import torch
+
     if isinstance(e, OptimizerSpec):
         specs.check_hparams(e)
         return e
     if isinstance(e, str):
         return specs.parse_optimizer(e)
-    classes = specs.optimizer_classes()
-    if isinstance(e, type):
-        for name, cls in classes.items():
-            if e is cls:
-                return OptimizerSpec(name)
-    raise SpecError(f"Invalid entry {e!r}: expected text such as 'adam:lr=1e-3', an OptimizerSpec, or one of "
-                    f"inertia's optimizer classes ({', '.join(c.__name__ for c in classes.values())})")
+    cls, kwargs = e if _is_pair(e) else (e, {})
+    if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer):
+        names = {c: n for n, c in specs.optimizer_classes().items()}
+        spec = (OptimizerSpec(names[cls], dict(kwargs)) if cls in names
+                else OptimizerSpec(specs.class_path(cls), dict(kwargs), cls=cls))
+        specs.check_hparams(spec)
+        return spec
+    raise SpecError(f"Invalid entry {e!r}: expected text such as 'adam:lr=1e-3' or 'torch.optim.AdamW:lr=3e-4', "
+                    "an OptimizerSpec, a torch.optim.Optimizer class, or a (class, {'lr': ...}) pair")
 
 
 def resolve_entries(optimizers: Any, workload: Workload) -> list[OptimizerSpec]:
     """Entries as given, else the workload's defaults, else the headline four."""
     if optimizers is not None and not (isinstance(optimizers, (list, tuple)) and not optimizers):
         try:
-            items = _listed(optimizers, (str, OptimizerSpec))
+            items = [optimizers] if _is_pair(optimizers) else _listed(optimizers, (str, OptimizerSpec))
         except TypeError:
             raise SpecError(f"Invalid optimizers {optimizers!r}: expected a list of entries such as "
                             "['adam:lr=1e-3', 'sgd:lr=0.1']") from None
         return [resolve_entry(o) for o in items]
     if workload.default_entries:
         return list(workload.default_entries)
-    return [OptimizerSpec(name) for name in HEADLINE_OPTIMIZERS]
+    from ..optim.registry import REGISTRY
+
+    newer = [name for name in NEWER_OPTIMIZERS if name in REGISTRY and applies(name, workload)]
+    return [OptimizerSpec(name) for name in HEADLINE_OPTIMIZERS + tuple(newer)]
+
+
+def applies(name: str, workload: Workload) -> bool:
+    """Whether the main comparison runs optimizer ``name`` on ``workload`` by default.
+
+    Muon orthogonalises the update of each weight matrix and hands every other parameter to
+    AdamW: on a model without matrices (the 2-D surfaces: one point of two coordinates) it
+    would be AdamW under another name, so it runs only where the model has a parameter with
+    two or more dimensions. Every other optimizer applies everywhere.
+    """
+    if name != "muon":
+        return True
+    import torch
+
+    model = workload.init_model(0, torch.device("cpu"))
+    return any(p.ndim >= 2 for p in model.parameters())
 
 
 def resolve_seeds(seeds: Any) -> list[int]:
@@ -177,11 +221,21 @@ def plan(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_SEE
 
 # ---------------------------------------------------------------------------- running
 
+def resolve_budget(tune: Any) -> Budget | None:
+    """``tune`` as a :class:`~inertia.lab.tuning.Budget`: None or 0 for no tuning, N trials, or a Budget."""
+    if tune is None or isinstance(tune, Budget):
+        return tune
+    if isinstance(tune, bool) or not isinstance(tune, int) or tune < 0:
+        raise SpecError(f"Invalid tune {tune!r}: the number of trials per entry (0: no tuning), or a Budget")
+    return Budget(tune) if tune else None
+
+
 def compare(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_SEEDS,
             out: str | os.PathLike = DEFAULT_OUT, db: str | os.PathLike | None = None, steps: int | None = None,
             device: str | None = None, threads: int | None = None, jobs: int | None = None, quiet: bool = False,
             title: str = "", command: str = "", notes: Sequence[str] = (), write_report: bool = True,
-            on_run: Callable[[RunRecord], None] | None = None) -> pd.DataFrame:
+            on_run: Callable[[RunRecord], None] | None = None, tune: int | Budget | None = None,
+            storage: str | None = None, worker: bool = False) -> pd.DataFrame | int:
     """Run a comparison (resuming from ``db``) and write its report; return the summary table.
 
     Args:
@@ -189,8 +243,10 @@ def compare(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_
             (one or a list); default: the headline ``mnist-cnn`` and ``valley``.
         optimizers: entry strings (``"sgd:lr=0.1,momentum=0.9;schedule=cosine"``, see
             :mod:`inertia.lab.specs`), :class:`OptimizerSpec` objects or inertia optimizer classes;
-            default: each workload's own entries, else Adam, RMSprop, Momentum and SGD at the
-            workload's hand-picked learning rates.
+            default: each workload's own entries, else Adam, RMSprop, Momentum and SGD, then
+            AdamW, Schedule-Free AdamW and Muon where inertia has them and they apply
+            (:data:`NEWER_OPTIMIZERS`, :func:`applies`), at the workload's hand-picked learning
+            rates (tuned with ``tune``).
         seeds: training seeds (initialisation and batch order); 5 or more for verdict words.
         out: the report folder; ``db`` defaults to ``<out>/runs.sqlite``.
         steps: override every workload's step budget (a different budget is a different run).
@@ -202,6 +258,16 @@ def compare(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_
         quiet: no progress bar (it only ever shows when stderr is a terminal).
         notes: sentences the report prints under its title (what a quick suite leaves out).
         on_run: called with each newly trained run's record after it is saved.
+        tune: tune every entry first with the same budget: the number of trials per entry, or a
+            :class:`~inertia.lab.tuning.Budget` (pruner, sampler, other knobs); None or 0: run
+            the entries as given. Tuned entries take the lr (and knobs) of their best trial
+            on the validation split and are shown by their name without it.
+        storage: the Optuna study storage for tuning: a database URL such as
+            ``postgresql://user@host/db`` shared by several machines; default an SQLite file
+            ``<out>/studies.sqlite``.
+        worker: only work on the tuning trials of a comparison that another process runs with
+            the same ``storage`` and arguments; train no final runs, write no report, and
+            return the number of trials this process ran.
 
     Returns:
         One row per (workload, entry) — see :func:`inertia.lab.scoring.summarize`: outcome
@@ -212,12 +278,24 @@ def compare(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_
     """
     runs = plan(workloads, optimizers, seeds, steps)
     threads, jobs = _count(threads, "threads"), _count(jobs, "jobs")
+    budget = resolve_budget(tune)
+    if worker and budget is None:
+        raise SpecError("Invalid worker=True: a worker works on tuning trials; give tune=N (--tune N)")
     if device is not None:
         check_device(device)
     out = Path(out)
     check_output(out)
     db_path = Path(db) if db is not None else out / "runs.sqlite"
     started, load0 = time.perf_counter(), runner.load_average()
+    tuning_keys: list[str] = []
+    if budget is not None:
+        tuned = _tune(runs, budget, out, storage, device, threads, jobs, quiet, worker)
+        if worker:
+            return tuned
+        runs, tuning_keys, tuned_list = tuned
+        with Store(db_path) as store:
+            for t in tuned_list:
+                store.save_tuning(t.plan.key, t.plan.workload, _workload_of(runs, t).config(), t.plan.label, t.data)
     with Store(db_path) as store:
         keys = [runner.run_key(w, e, s) for w, e, s in runs]
         todo = [pool.Task(w, e, s) for (w, e, s), k in zip(runs, keys) if not store.has(k)]
@@ -234,7 +312,8 @@ def compare(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_
                 if on_run is not None:
                     on_run(rec)
         meta = {"wall_time": time.perf_counter() - started, "trained": len(todo), "skipped": len(runs) - len(todo),
-                "jobs": max(concurrency), "cpus": pool.cpus(), "load": [load0, runner.load_average()], "notes": list(notes)}
+                "jobs": max(concurrency), "cpus": pool.cpus(), "load": [load0, runner.load_average()], "notes": list(notes),
+                "tunings": tuning_keys, "budget": budget.to_dict() if budget else None}
         store.add_comparison(keys, title=title, command=command, meta=meta)
         from .reporting import comparison  # matplotlib and scipy: only once there is something to report
 
@@ -246,6 +325,36 @@ def compare(workloads: Any = None, optimizers: Any = None, seeds: Any = DEFAULT_
             summary = comparison.score(store, keys)["summary"]
     summary.attrs["db"] = str(db_path)
     return summary
+
+
+def _tune(runs, budget: Budget, out: Path, storage: str | None, device, threads, jobs, quiet: bool, worker: bool):
+    """Tune every (workload, entry) of ``runs``; return the runs with tuned entries (or, for a
+    worker, the number of trials it ran)."""
+    from .tuning import driver, study
+
+    pairs: list[tuple[Workload, OptimizerSpec]] = []
+    for w, e, _ in runs:
+        if not e.fixed and not any(w is pw and e == pe for pw, pe in pairs):
+            pairs.append((w, e))
+    url = study.storage_url(storage, out)
+    from .tuning.budget import rungs
+
+    total = sum(rungs(budget.trials, w.steps, w.eval_every, budget.pruner).planned_trials() for w, _ in pairs)
+    with Progress(total, quiet=quiet, unit="trial") as bar:
+        result = driver.tune(pairs, budget, url, device=device, threads=threads, jobs=jobs, worker=worker,
+                             on_trial=lambda r: bar.done(f"{r.get('study', 'trial')} slot {r.get('slot', '?')} "
+                                                         f"rung {r.get('rung', '?')}", r["outcome"]))
+    if worker:
+        return result
+    def tuned_of(w: Workload, e: OptimizerSpec) -> OptimizerSpec:
+        return e if e.fixed else next(t for (pw, pe), t in zip(pairs, result) if pw is w and pe == e).spec
+
+    tuned_runs = [(w, tuned_of(w, e), s) for w, e, s in runs]
+    return tuned_runs, [t.plan.key for t in result], result
+
+
+def _workload_of(runs, tuned) -> Workload:
+    return next(w for w, e, _ in runs if e.tuned == tuned.plan.key)
 
 
 def report(db: str | os.PathLike, out: str | os.PathLike, comparison: int | None = None,
@@ -278,4 +387,5 @@ def load_runs(db: str | os.PathLike) -> pd.DataFrame:
         return comparison.score(store)["runs"]
 
 
-__all__ = ["compare", "report", "load_runs", "plan", "OutputError", "DEFAULT_SEEDS", "DEFAULT_OUT"]
+__all__ = ["compare", "report", "load_runs", "plan", "resolve_budget", "OutputError", "DEFAULT_SEEDS", "DEFAULT_OUT",
+           "DEFAULT_TUNE"]

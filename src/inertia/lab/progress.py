@@ -22,10 +22,10 @@ class Progress:
     """A bar over ``total`` runs, ``skipped`` of them already done. Use as a context manager."""
 
     def __init__(self, total: int, skipped: int = 0, quiet: bool = False, stream: TextIO | None = None,
-                 force: bool = False) -> None:
+                 force: bool = False, unit: str = "run") -> None:
         stream = stream or sys.stderr
         enabled = force or (not quiet and hasattr(stream, "isatty") and stream.isatty())
-        self.bar = tqdm(total=total, initial=skipped, unit="run", desc="runs", file=stream, disable=not enabled,
+        self.bar = tqdm(total=total, initial=skipped, unit=unit, desc=f"{unit}s", file=stream, disable=not enabled,
                         dynamic_ncols=True, smoothing=0.1, leave=False, mininterval=0.2,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                                    "[{elapsed}<{remaining}{postfix}]")

@@ -23,9 +23,12 @@ from typing import Any
 
 COMPLETED, DIVERGED, FAILED = "completed", "diverged", "failed"
 STATUSES = (COMPLETED, DIVERGED, FAILED)
+#: a tuning trial stopped early by its pruner (:mod:`inertia.lab.tuning`); never a stored run
+PRUNED = "pruned"
 
 #: where an entry's learning rate came from (shown next to every lr in a report)
 LR_SOURCES = {
+    "tuned": "chosen by the lab's equal-budget tuning, on the validation split",
     "entry": "set in the entry",
     "workload": "hand-picked for this workload, not tuned by the lab",
     "default": "the optimizer's library default, untuned",

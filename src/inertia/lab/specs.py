@@ -3,12 +3,20 @@
 The CLI (and :func:`inertia.lab.compare`, which accepts the same strings) writes an
 optimizer entry as::
 
-    NAME[:KEY=VALUE,KEY=VALUE...][;schedule=SCHEDULE][;batch=N][;label=TEXT]
+    NAME[:KEY=VALUE,KEY=VALUE...][;schedule=SCHEDULE][;batch=N][;label=TEXT][;tune=no]
 
     adam                                  the workload's lr for adam (or the library default)
     adam:lr=1e-3,betas=(0.9,0.99)         values are Python literals; commas inside () are fine
     sgd:lr=0.1,momentum=0.9;schedule=cosine
     sgd:lr=0.5;batch=1;label=stochastic   batch size, for workloads that have one (minibatch)
+    adam:lr=1e-3;tune=no;label=adam-default   run as given even when the comparison tunes
+    torch.optim.AdamW:lr=3e-4,weight_decay=0.1   a peer: any optimizer class by import path
+
+A ``NAME`` with a dot in it is the import path of an optimizer class (``torch.optim.AdamW``,
+``heavyball.ForeachAdamW``, ``mypkg.optim.MyOptimizer``): the lab imports it, reads its
+hyperparameters and their defaults from its constructor, and runs it beside inertia's own
+optimizers, so a report compares inertia with what you use today. The Python API also takes
+the class itself, or a ``(class, {"lr": 3e-4})`` pair (:func:`inertia.lab.api.resolve_entry`).
 
 A schedule is ``NAME[(KEY=VALUE,...)]``, joined by ``+`` to run one after another:
 ``cosine``, ``cosine(lr_min=1e-4)``, ``exponential(k=0.01)``, ``inverse_time(k=0.01)``,
@@ -38,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 SCHEDULES = ("constant", "cosine", "exponential", "inverse_time", "step", "warmup")
-FIELDS = ("schedule", "batch", "label")
+FIELDS = ("schedule", "batch", "label", "tune")
 
 
 class SpecError(ValueError):
@@ -62,6 +70,13 @@ class OptimizerSpec:
     label: str | None = None
     batch_size: int | None = None
     text: str | None = field(default=None, compare=False)  # the text it was parsed from, for messages
+    #: the optimizer class itself, when given as a class (it may not be importable by name,
+    #: e.g. defined in a script); None: found from ``name``
+    cls: type | None = field(default=None, compare=False, repr=False)
+    #: the key of the tuning study that chose this entry's hyperparameters (None: not tuned)
+    tuned: str | None = None
+    #: run as given even when the comparison tunes (``;tune=no``): e.g. the untuned default beside the tuned one
+    fixed: bool = field(default=False, compare=False)
 
     @property
     def display(self) -> str:
@@ -80,10 +95,18 @@ class OptimizerSpec:
         """How an error message quotes this entry."""
         return self.text if self.text is not None else self.display
 
+    @property
+    def is_peer(self) -> bool:
+        """Whether the entry names an optimizer class by import path instead of an inertia name."""
+        return is_import_path(self.name)
+
     def config(self) -> dict[str, Any]:
         """The entry as JSON-able data (its identity in the results database)."""
-        return {"name": self.name, "hparams": jsonable(dict(sorted(self.hparams.items()))),
-                "schedule": self.schedule, "batch_size": self.batch_size}
+        out = {"name": self.name, "hparams": jsonable(dict(sorted(self.hparams.items()))),
+               "schedule": self.schedule, "batch_size": self.batch_size}
+        if self.tuned is not None:  # a tuned entry is its own run, even at an lr typed before
+            out["tuned"] = self.tuned
+        return out
 
 
 def jsonable(value: Any) -> Any:
@@ -201,12 +224,17 @@ def parse_optimizer(text: str) -> OptimizerSpec:
         raise SpecError(f"Invalid entry {text!r}: expected text such as 'adam:lr=1e-3'")
     head, *fields = split_top(text, ";", text)
     name, colon, args = head.partition(":")
-    name = name.strip().lower()
+    name = name.strip()
     if not name:
         raise fail(text, "no optimizer name")
-    names = optimizer_names()
-    if name not in names:
-        raise fail(text, f"unknown optimizer {name!r}; valid names: {', '.join(names)}")
+    if is_import_path(name):
+        import_class(name, text)  # fails here, naming the entry, when it cannot be imported
+    else:
+        name = name.lower()
+        names = optimizer_names()
+        if name not in names:
+            raise fail(text, f"unknown optimizer {name!r}; valid names: {', '.join(names)} "
+                             "(or an optimizer class by import path, such as torch.optim.AdamW)")
     if colon and not args.strip():
         raise fail(text, f"nothing after '{name}:' (expected KEY=VALUE,...)")
     hparams = parse_kv(args, text) if args.strip() else {}
@@ -217,7 +245,7 @@ def parse_optimizer(text: str) -> OptimizerSpec:
         if not f:
             raise fail(text, "an empty field (a stray ';'?)")
         if not eq or key not in FIELDS:
-            raise fail(text, f"unknown field {f!r} (expected schedule=, batch= or label=)")
+            raise fail(text, f"unknown field {f!r} (expected schedule=, batch=, label= or tune=)")
         if not val:
             raise fail(text, f"{key} has no value")
         if key in extra:
@@ -233,15 +261,23 @@ def parse_optimizer(text: str) -> OptimizerSpec:
             raise fail(text, f"batch must be a positive integer, got {extra['batch']!r}")
     if "schedule" in extra:
         parse_schedule(extra["schedule"], text)
+    if extra.get("tune", "yes").lower() not in ("yes", "no"):
+        raise fail(text, f"tune must be yes or no, got {extra['tune']!r}")
     spec = OptimizerSpec(name, hparams, schedule=extra.get("schedule"), label=extra.get("label"),
-                         batch_size=batch, text=text)
+                         batch_size=batch, text=text, fixed=extra.get("tune", "yes").lower() == "no")
     check_hparams(spec)
     return spec
 
 
 def parse_workload(text: str) -> tuple[str, dict[str, Any]]:
-    """``"valley-noisy:noise=0.5"`` -> ``("valley-noisy", {"noise": 0.5})``."""
-    name, colon, args = text.partition(":")
+    """``"valley-noisy:noise=0.5"`` -> ``("valley-noisy", {"noise": 0.5})``; an import path keeps
+    its function: ``"mypkg.mod:make_workload:hidden=64"`` -> ``("mypkg.mod:make_workload", {"hidden": 64})``."""
+    head, colon, rest = text.partition(":")
+    func, colon2, args2 = rest.partition(":")
+    if colon and func.strip().isidentifier() and "=" not in func:
+        name, colon, args = f"{head.strip()}:{func.strip()}", colon2, args2
+    else:
+        name, colon, args = head, colon, rest
     if colon and not args.strip():
         raise fail(text, f"nothing after '{name.strip()}:' (expected OPTION=VALUE,...)", "workload")
     return name.strip(), (parse_kv(args, text, "workload") if args.strip() else {})
@@ -260,24 +296,99 @@ def optimizer_names() -> list[str]:
     return list(optimizer_classes())
 
 
-@functools.lru_cache(maxsize=None)
-def hyperparameters(name: str) -> dict[str, Any]:
-    """Every hyperparameter of optimizer ``name`` and its default (``"required"`` when none).
+def is_import_path(name: str) -> bool:
+    """``torch.optim.AdamW`` is an import path; ``adam`` is an inertia name."""
+    return "." in name
 
-    The constructor's own arguments come from its signature; the options every inertia
-    optimizer shares (``nonfinite``, ``sparse`` …) from the ``defaults`` of an instance,
-    so this follows the optimizer package as it changes.
+
+def class_path(cls: type) -> str:
+    """The import path of a class: ``torch.optim.adamw.AdamW``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def import_class(path: str, whole: str | None = None) -> type:
+    """The optimizer class at an import path such as ``torch.optim.AdamW``, or a :class:`SpecError`.
+
+    The longest importable module prefix is imported and the rest is looked up as
+    attributes, so ``pkg.module.Class`` and ``pkg.Class`` (re-exported) both work. The class
+    must be a ``torch.optim.Optimizer`` (what the lab drives: ``zero_grad``, ``step``,
+    ``param_groups``, ``state_dict``).
     """
+    import importlib
+
     import torch
 
-    cls = optimizer_classes()[name]
+    whole = path if whole is None else whole
+    parts = path.split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise fail(whole, f"{path!r} is not an import path such as torch.optim.AdamW")
+    obj, problem = None, ""
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            obj = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                problem = f"no module named {exc.name!r}"
+                continue  # a shorter prefix may be the module
+            raise fail(whole, f"importing {module_name} failed: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - the user's module: report it as the entry's problem
+            raise fail(whole, f"importing {module_name} failed: {type(exc).__name__}: {exc}") from None
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                raise fail(whole, f"{'.'.join(parts[:parts.index(attr)])} has no attribute {attr!r}")
+            obj = getattr(obj, attr)
+        break
+    if obj is None:
+        raise fail(whole, f"cannot import {path!r}: {problem or 'not found'}")
+    if not (isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)):
+        raise fail(whole, f"{path} is not a torch.optim.Optimizer class (got {type(obj).__name__})")
+    return obj
+
+
+def optimizer_class(spec: "OptimizerSpec | str") -> type:
+    """The class an entry (or a name) runs: the class it carries, an inertia name, or an import path."""
+    if isinstance(spec, OptimizerSpec) and spec.cls is not None:
+        return spec.cls
+    name = spec.name if isinstance(spec, OptimizerSpec) else spec
+    source = spec.source if isinstance(spec, OptimizerSpec) else name
+    if is_import_path(name):
+        return import_class(name, source)
+    classes = optimizer_classes()
+    if name not in classes:
+        raise fail(source, f"unknown optimizer {name!r}; valid names: {', '.join(classes)}")
+    return classes[name]
+
+
+def hyperparameters(spec: "OptimizerSpec | str | type") -> dict[str, Any]:
+    """Every hyperparameter of an optimizer and its default (``"required"`` when none).
+
+    Takes an inertia name, an import path, an entry or a class. The constructor's own
+    arguments come from its signature; the options every inertia optimizer shares
+    (``nonfinite``, ``sparse`` …) from the ``defaults`` of an instance, so this follows the
+    optimizer package as it changes.
+    """
+    cls = spec if isinstance(spec, type) else optimizer_class(spec)
+    return dict(_hyperparameters(cls))
+
+
+@functools.lru_cache(maxsize=None)
+def _hyperparameters(cls: type) -> dict[str, Any]:
+    import torch
+
     sig = inspect.signature(cls.__init__)
     out = {p.name: ("required" if p.default is p.empty else p.default) for p in sig.parameters.values()
            if p.name not in ("self", "params") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     needed = {k: 1e-3 for k, v in out.items() if v == "required"}
-    instance = cls([torch.nn.Parameter(torch.zeros(1))], **needed)
-    for key, value in instance.defaults.items():
-        out.setdefault(key, value)
+    # a vector, then a matrix: some optimizers (torch.optim.Muon) take 2-D parameters only
+    for shape in ((1,), (2, 2)):
+        try:
+            instance = cls([torch.nn.Parameter(torch.zeros(shape))], **needed)
+        except Exception:  # noqa: BLE001 - a peer's constructor may refuse the dummy; the signature remains
+            continue
+        for key, value in getattr(instance, "defaults", {}).items():
+            out.setdefault(key, value)
+        break
     return out
 
 
@@ -300,7 +411,7 @@ def _type_problem(key: str, value: Any, default: Any) -> str | None:
 
 def check_hparams(spec: OptimizerSpec) -> None:
     """Unknown keys and values of the wrong type, named with the entry."""
-    known = hyperparameters(spec.name)
+    known = hyperparameters(spec)
     for key, value in spec.hparams.items():
         if key not in known:
             raise fail(spec.source, f"{spec.name} has no hyperparameter {key!r}; valid: {', '.join(known)}")

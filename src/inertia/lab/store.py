@@ -19,8 +19,15 @@ Tables (schema version :data:`SCHEMA_VERSION`):
 * ``series(run_key, name, data)`` – per-step arrays as JSON: ``losses``, ``lrs``, ``times``,
   ``evals``, ``trajectory``.
 * ``comparisons(id, created, title, command, run_keys, meta)`` – which runs each ``compare``
-  call covered and how it ran (wall time, parallel jobs, load), so ``inertia report DB``
-  regenerates that comparison's report.
+  call covered and how it ran (wall time, parallel jobs, load, the tuning studies it used),
+  so ``inertia report DB`` regenerates that comparison's report.
+* ``tunings(key, workload, workload_hash, label, data)`` – what each tuning study found
+  (:mod:`inertia.lab.tuning`): its plan, search space and every trial's parameters, outcome
+  and validation curve, copied from the study storage when the study is finished, so a
+  report is rebuilt without Optuna or the study storage.
+
+Version 2 databases (before tuning) are migrated in place by adding the ``tunings`` table;
+nothing else changes.
 
 A failed run is stored (the report shows it) but does not count as done: re-running the
 comparison retries it.
@@ -36,7 +43,7 @@ from typing import Any, Iterable
 
 from .records import FAILED, RunRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -55,7 +62,12 @@ CREATE TABLE series (run_key TEXT NOT NULL REFERENCES runs(key), name TEXT NOT N
                      PRIMARY KEY (run_key, name));
 CREATE TABLE comparisons (id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL, title TEXT,
                           command TEXT, run_keys TEXT NOT NULL, meta TEXT NOT NULL DEFAULT '{}');
+""" + """
+CREATE TABLE tunings (key TEXT PRIMARY KEY, workload TEXT NOT NULL, workload_hash TEXT NOT NULL, label TEXT NOT NULL,
+                      data TEXT NOT NULL, created TEXT NOT NULL);
 """
+#: what turns a database of an older version into the current one (additive only)
+_MIGRATIONS = {2: _SCHEMA[_SCHEMA.index("CREATE TABLE tunings"):]}
 
 _SERIES = ("losses", "lrs", "times", "evals", "trajectory")
 _SCALARS = ("workload", "label", "optimizer", "seed", "lr", "lr_source", "schedule", "batch_size", "status", "error",
@@ -93,6 +105,7 @@ class Store:
 
     def __init__(self, path: str | os.PathLike, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly, self.legacy = readonly, False
         exists = self.path.exists() and self.path.stat().st_size > 0
         if readonly and not exists:
             raise StoreError(f"no results database at {self.path}")
@@ -121,6 +134,13 @@ class Store:
                 "nothing was changed: choose another --db or output folder")
         row = self.conn.execute("SELECT version FROM schema_version").fetchone()
         version = row[0] if row else None
+        if version in _MIGRATIONS and not self.readonly:
+            with self.conn:
+                self.conn.executescript(_MIGRATIONS[version])
+                self.conn.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
+            version = SCHEMA_VERSION
+        if version in _MIGRATIONS:  # read-only: the old tables read as they are, with no tuning in them
+            version, self.legacy = SCHEMA_VERSION, True
         if version != SCHEMA_VERSION:
             self.conn.close()
             raise IncompatibleDatabaseError(
@@ -162,7 +182,24 @@ class Store:
                  _dumps(meta or {})))
         return int(cur.lastrowid)
 
+    def save_tuning(self, key: str, workload: str, workload_config: dict[str, Any], label: str,
+                    data: dict[str, Any]) -> None:
+        """Store (or replace) what a tuning study found, in one transaction."""
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO tunings VALUES (?, ?, ?, ?, ?, ?)",
+                              (key, workload, workload_hash(workload_config), label, _dumps(data),
+                               time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+
     # ------------------------------------------------------------------ reading
+
+    def tunings(self, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Stored tuning studies by key (all, or these keys; missing keys are skipped)."""
+        if self.legacy:
+            return {}
+        rows = self.conn.execute("SELECT key, workload, workload_hash, label, data FROM tunings ORDER BY rowid")
+        wanted = None if keys is None else set(keys)
+        return {k: {"workload": w, "workload_hash": h, "label": lab, **json.loads(d)}
+                for k, w, h, lab, d in rows if wanted is None or k in wanted}
 
     def comparison(self, which: int | None = None) -> dict[str, Any] | None:
         """A comparison by id, or the latest one; None when there is none."""

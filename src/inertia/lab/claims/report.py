@@ -104,8 +104,45 @@ def _table(frame: pd.DataFrame, metric: str = "", numeric_as_metric: bool = Fals
                  terminal=terminal)
 
 
+def _protocol(tuned: bool, meta: dict[str, Any]) -> str:
+    if tuned:
+        how = (f"Adam, RMSprop and SGD+Momentum (momentum 0.9) each get their learning rate from the lab's equal-budget "
+               f"tuning ({meta.get('budget') or 'the same budget for each'}: the same number of trials from the same "
+               "relative range around each library default, scored on the **validation** split, as in the main job) "
+               "and also run at their library-default lr; nothing else is tuned. ")
+    else:
+        how = ("Adam, RMSprop and SGD+Momentum (momentum 0.9) each get the same learning-rate sweep (the workload's "
+               "suggested lr times the same factors) plus the library's default lr; nothing else is tuned. Each "
+               "optimizer's learning rate is chosen on the **validation** split (mean over seeds). ")
+    return ("Protocol: " + how + "Claims about the final metric are judged on the **test** split, measured once at "
+            "the end of each run, so the chosen numbers are not selected on the data that judges them. \"Reached\" "
+            "means the validation metric met the target and held it to the end of the budget. Each claim is decided "
+            "seed by seed: **supported** if it holds on every seed, **not supported** if it fails on every seed, "
+            "**inconclusive** otherwise. One tolerance per scenario, the workload's practical threshold, is used in "
+            "every comparison.")
+
+
+def _tuned_lrs(table: pd.DataFrame, trials: pd.DataFrame | None) -> Table:
+    """Per scenario and family: the tuned lr, the library default and the band of good learning rates."""
+    from ..scoring import tuning as found
+    from .verdicts import _trials
+
+    rows = []
+    for scenario in dict.fromkeys(table["scenario"]):
+        r = _rows(table, scenario)
+        hib, t = bool(r["higher_is_better"].iloc[0]), tolerance(r)
+        for family, lr in tuned_lr(table, scenario).items():
+            band = found.band(_trials(trials, scenario, family), hib, t)
+            rows.append([scenario, family, fmt.lr(lr), fmt.lr(library_lr(r, family)),
+                         f"{fmt.lr(band['low'])}–{fmt.lr(band['high'])} (x{band['width']:.3g}, step {band['step']})"
+                         if band else "n/a"])
+    return Table(["scenario", "optimizer", "tuned lr", "library default", "band of good lrs (validation)"], rows,
+                 note="Each scenario's own report (linked below) shows every trial against its learning rate.",
+                 terminal=True)
+
+
 def document(table: pd.DataFrame, curves: pd.DataFrame, out: Path, meta: dict[str, Any],
-             infos: dict[str, dict[str, Any]] | None = None) -> Document:
+             infos: dict[str, dict[str, Any]] | None = None, trials: pd.DataFrame | None = None) -> Document:
     """The report as a document (writes the figures into ``out``)."""
     out.mkdir(parents=True, exist_ok=True)
     doc = Document("The lesson's claims, tested")
@@ -116,16 +153,11 @@ def document(table: pd.DataFrame, curves: pd.DataFrame, out: Path, meta: dict[st
         + (f" (load average {load})" if load else "") + ".", "note"))
     for note in meta.get("notes") or []:
         doc.add(Paragraph(note, "verdict", terminal=True))
-    doc.add(Paragraph(
-        "Protocol: Adam, RMSprop and SGD+Momentum (momentum 0.9) each get the same learning-rate sweep (the "
-        "workload's suggested lr times the same factors) plus the library's default lr; nothing else is tuned. "
-        "Each optimizer's learning rate is chosen on the **validation** split (mean over seeds); claims about the "
-        "final metric are judged on the **test** split, measured once at the end of each run, so the chosen "
-        "numbers are not selected on the data that judges them. \"Reached\" means the validation metric met the "
-        "target and held it to the end of the budget. Each claim is decided seed by seed: **supported** if it "
-        "holds on every seed, **not supported** if it fails on every seed, **inconclusive** otherwise. One "
-        "tolerance per scenario, the workload's practical threshold, is used in every comparison."))
-    for quote, v in verdicts(table):
+    tuned = "tuned" in table and bool(table["tuned"].any())
+    doc.add(Paragraph(_protocol(tuned, meta)))
+    if tuned:
+        doc.add(Heading("Learning rates found by tuning"), _tuned_lrs(table, trials))
+    for quote, v in verdicts(table, trials):
         rows = _rows(table, v.scenario)
         doc.add(Heading(f"“{quote}”"),
                 Paragraph(f"**{BADGE[v.status]}**: tested as: {v.claim} ({v.scenario}).", "verdict", terminal=True),
@@ -134,7 +166,7 @@ def document(table: pd.DataFrame, curves: pd.DataFrame, out: Path, meta: dict[st
                        rows["metric"].iloc[0], numeric_as_metric="fastest" not in v.claim))
     doc.add(Heading("Which optimizer to pick"),
             Paragraph("From these runs only (a small budget: treat as evidence, not law).", "note"),
-            Bullets(recommendations(table), terminal=True))
+            Bullets(recommendations(table, trials=trials), terminal=True))
     doc.add(Heading("Scenarios"))
     for scenario in dict.fromkeys(table["scenario"]):
         rows = _rows(table, scenario)
@@ -155,25 +187,25 @@ def document(table: pd.DataFrame, curves: pd.DataFrame, out: Path, meta: dict[st
     if meta.get("skipped"):
         doc.add(Heading("Skipped scenarios"), Bullets(list(meta["skipped"]), terminal=True))
     doc.add(Heading("All runs"))
-    cols = ["scenario", "family", "lr", "library_default", "seed", "status", "final", "val_final", "best",
-            "steps_to_target"]
+    cols = [c for c in ["scenario", "family", "lr", "tuned", "library_default", "seed", "status", "final", "val_final",
+                        "best", "steps_to_target"] if c in table]
     metric = table["metric"].iloc[0] if table["metric"].nunique() == 1 else ""
     doc.add(_table(table[cols].sort_values(["scenario", "family", "lr", "seed"]), metric, numeric_as_metric=bool(metric)))
     return doc
 
 
 def write_report(table: pd.DataFrame, curves: pd.DataFrame, out: str | Path, meta: dict[str, Any],
-                 infos: dict[str, dict[str, Any]] | None = None) -> Path:
+                 infos: dict[str, dict[str, Any]] | None = None, trials: pd.DataFrame | None = None) -> Path:
     """Write ``report.md``, ``report.html``, ``summary.json`` (the verdicts) and the PNGs into
     ``out``; return the markdown's path. Each scenario's lab report lives in ``out/<scenario>/``."""
     out = Path(out)
-    doc = document(table, curves, out, meta, infos)
+    doc = document(table, curves, out, meta, infos, trials)
     md, _ = render.write(doc, out)
     summary = {"meta": {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool, list))},
                "verdicts": [{"quote": q, "claim": v.claim, "scenario": v.scenario, "status": v.status,
-                             "reason": v.reason} for q, v in verdicts(table)],
+                             "reason": v.reason} for q, v in verdicts(table, trials)],
                "learning_rates": {s: tuned_lr(table, s) for s in dict.fromkeys(table["scenario"])},
-               "recommendations": [render.plain(r) for r in recommendations(table)],
+               "recommendations": [render.plain(r) for r in recommendations(table, trials=trials)],
                "figures": [{"file": f.path.name, "caption": f.caption, "alt": f.alt} for f in doc.figures]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     return md

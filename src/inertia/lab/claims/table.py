@@ -47,13 +47,29 @@ def _parsed(records: Iterable[Any]):
             yield r, family, hp, scenario_of(r["workload"], hp)
 
 
+def trials_table(studies: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """The tuning trials of stored studies (:meth:`inertia.lab.store.Store.tunings`), one row each:
+    scenario, family, slot, lr, outcome, value (validation, at the step it trained to), step, curve."""
+    rows = []
+    for study in studies:
+        entry = study["plan"].get("entry") or {}
+        family = family_of(entry.get("name", ""), entry.get("hparams") or {})
+        if family is None:
+            continue
+        scenario = scenario_of(study["workload"], entry.get("hparams") or {})
+        rows += [{"scenario": scenario, "family": family, "slot": t["slot"], "lr": t["params"].get("lr"),
+                  "outcome": t["outcome"], "value": t["value"], "step": t["step"], "curve": t["curve"]}
+                 for t in study["trials"]]
+    return pd.DataFrame(rows, columns=["scenario", "family", "slot", "lr", "outcome", "value", "step", "curve"])
+
+
 def runs_table(records: Iterable[Any], baselines: dict[str, float] | None = None,
                library_lrs: dict[str, float] | None = None,
                thresholds: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per run from run records (``RunRecord`` objects or their dicts).
 
-    Columns: scenario, workload, family, lr, library_default (the lr is the family's library
-    default, from ``library_lrs``), seed, status, final (test metric at the end; NaN if the
+    Columns: scenario, workload, family, lr, tuned (the lr was chosen by the lab's tuning),
+    library_default (an untuned run at the family's library default, from ``library_lrs``), seed, status, final (test metric at the end; NaN if the
     run diverged or failed), val_final and best (validation metric at the end, best
     validation metric), steps_to_target and seconds_to_target (NaN if the target never held),
     time_per_step, metric, higher_is_better, target, baseline (the trivial predictor's test
@@ -71,9 +87,10 @@ def runs_table(records: Iterable[Any], baselines: dict[str, float] | None = None
         steps, secs = outcomes.time_to_target(evals, target, hib, ok)
         lib = (library_lrs or {}).get(family)
         test = r.get("test_metric")
+        tuned = r.get("lr_source") == "tuned"
         rows.append({
-            "scenario": scenario, "workload": r["workload"], "family": family, "lr": float(hp["lr"]),
-            "library_default": lib is not None and math.isclose(float(hp["lr"]), lib, rel_tol=1e-2),
+            "scenario": scenario, "workload": r["workload"], "family": family, "lr": float(hp["lr"]), "tuned": tuned,
+            "library_default": not tuned and lib is not None and math.isclose(float(hp["lr"]), lib, rel_tol=1e-2),
             "seed": int(r["seed"]), "status": status,
             "final": float(test) if ok and test is not None else math.nan,
             "val_final": evals[-1][2] if ok and evals else math.nan,

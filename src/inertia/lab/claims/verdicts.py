@@ -1,8 +1,12 @@
 """Verdicts on the lesson's claims: pure functions of a results table, decided seed by seed.
 
-Learning rates are chosen on the validation split (:func:`inertia.lab.tuning.choose`);
-claims about the final metric read the test split; one tolerance per scenario, the
-workload's practical threshold (the table's ``threshold`` column), is used everywhere.
+Each family runs in two *arms* on every seed: **tuned** (the lr, and nothing else, chosen
+by the lab's equal-budget tuning on the validation split: the table's ``tuned`` rows) and
+**default** (the library-default lr, what an untuned user gets). A table without tuned
+rows (a fixed learning-rate sweep) has each family's lr chosen from the sweep on
+validation instead (:func:`inertia.lab.tuning.choose`). Claims about the final metric read
+the test split; one tolerance per scenario, the workload's practical threshold (the
+table's ``threshold`` column), is used everywhere.
 """
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ..reporting import format as fmt
-from ..tuning import choose
+from ..scoring import tuning as found
+from ..tuning.sweep import choose
 from .table import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 # ---------------------------------------------------------------------------- verdicts (pure)
 
@@ -53,9 +58,26 @@ def _rows(table: pd.DataFrame, scenario: str) -> pd.DataFrame:
     return rows
 
 
+def _tuned(rows: pd.DataFrame) -> bool:
+    """Whether the table holds tuned arms (else it is a fixed sweep)."""
+    return "tuned" in rows and bool(rows["tuned"].any())
+
+
 def tuned_lr(table: pd.DataFrame, scenario: str, by: str = "final") -> dict[str, float]:
-    """Each family's best lr, chosen on the validation split (see :func:`inertia.lab.tuning.choose`)."""
-    return choose(_rows(table, scenario), by=by)
+    """Each family's tuned lr: the tuned arm's, else the sweep's best on validation
+    (:func:`inertia.lab.tuning.choose`)."""
+    rows = _rows(table, scenario)
+    if _tuned(rows):
+        return {f: float(g["lr"].iloc[0]) for f, g in rows[rows["tuned"]].groupby("family")}
+    return choose(rows, by=by)
+
+
+def _select(rows: pd.DataFrame, family: str, lr: float, arm: str = "tuned") -> pd.DataFrame:
+    """A family's runs at an lr, in one arm (``tuned``/``default``) when the table has arms."""
+    hit = rows[(rows["family"] == family) & (rows["lr"] == lr)]
+    if _tuned(rows):
+        hit = hit[hit["tuned"] == (arm == "tuned")]
+    return hit
 
 
 def tolerance(rows: pd.DataFrame, tol: float | None = None) -> float:
@@ -66,14 +88,32 @@ def tolerance(rows: pd.DataFrame, tol: float | None = None) -> float:
     return float(t) if t == t else 0.01
 
 
+def _trials(trials: pd.DataFrame | None, scenario: str, family: str) -> list[dict[str, Any]]:
+    """One family's tuning trials in a scenario, as :mod:`inertia.lab.scoring.tuning` reads them."""
+    if trials is None or trials.empty:
+        return []
+    t = trials[(trials["scenario"] == scenario) & (trials["family"] == family)]
+    return [{"slot": r.slot, "params": {"lr": r.lr}, "outcome": r.outcome, "value": r.value, "step": r.step,
+             "curve": r.curve} for r in t.itertuples()]
+
+
+def _band_text(trials: pd.DataFrame | None, scenario: str, family: str, hib: bool, tol: float) -> str:
+    band = found.band(_trials(trials, scenario, family), hib, tol)
+    if band is None:
+        return f"{family}: too few trials trained far enough to tell"
+    return (f"{family}: good from lr {fmt.lr(band['low'])} to {fmt.lr(band['high'])} (x{band['width']:.3g}, "
+            f"{band['good']} of {band['of']} trials within {tol:.3g} at step {band['step']})")
+
+
 def library_lr(rows: pd.DataFrame, family: str) -> float:
     """The family's library-default lr as run in this scenario (NaN when it was not run)."""
     hit = rows[(rows["family"] == family) & rows["library_default"]]["lr"]
     return float(hit.iloc[0]) if len(hit) else math.nan
 
 
-def _at(rows: pd.DataFrame, family: str, lr: float, seed: int) -> pd.Series | None:
-    hit = rows[(rows["family"] == family) & (rows["lr"] == lr) & (rows["seed"] == seed)]
+def _at(rows: pd.DataFrame, family: str, lr: float, seed: int, arm: str = "tuned") -> pd.Series | None:
+    hit = _select(rows, family, lr, arm)
+    hit = hit[hit["seed"] == seed]
     return None if hit.empty else hit.iloc[0]
 
 
@@ -115,7 +155,7 @@ def verdict_fastest(table: pd.DataFrame, scenario: str = "image", claimed: str =
 
 
 def _steps(rows: pd.DataFrame, family: str, lr: float) -> str:
-    s = rows[(rows["family"] == family) & (rows["lr"] == lr)]["steps_to_target"]
+    s = _select(rows, family, lr)["steps_to_target"]
     median = s.fillna(math.inf).median()
     if median == math.inf:
         return f"never (reached on {int(s.notna().sum())} of {len(s)} seeds)"
@@ -149,16 +189,17 @@ def verdict_best_final(table: pd.DataFrame, scenario: str = "image", claimed: st
     return Verdict(f"{claimed} generalises best (final test {metric})", scenario, status, reason, per_seed, lrs)
 
 
-def _mean_final(rows: pd.DataFrame, family: str, lr: float) -> float | None:
-    """Mean final metric over seeds; NaN if any seed diverged, None if never run."""
-    finals = rows[(rows["family"] == family) & (rows["lr"] == lr)]["final"]
+def _mean_final(rows: pd.DataFrame, family: str, lr: float, arm: str = "tuned") -> float | None:
+    """Mean final metric over seeds (of one arm); NaN if any seed diverged, None if never run."""
+    finals = _select(rows, family, lr, arm)["final"]
     if finals.empty:
         return None
     return float("nan") if finals.isna().any() else float(finals.mean())
 
 
 def verdict_defaults(table: pd.DataFrame, scenario: str = "text", works: str = "Adam",
-                     needs_tuning: str = "RMSprop", tol: float | None = None) -> Verdict:
+                     needs_tuning: str = "RMSprop", tol: float | None = None,
+                     trials: pd.DataFrame | None = None) -> Verdict:
     """"``works`` works with its defaults, ``needs_tuning`` needs careful tuning".
 
     On each seed both halves must hold: ``works`` at the library default lr is within ``tol``
@@ -175,7 +216,7 @@ def verdict_defaults(table: pd.DataFrame, scenario: str = "text", works: str = "
     for seed in sorted(rows["seed"].unique()):
         tuned = {f: _score(r["final"], hib) if (r := _at(rows, f, lr, seed)) is not None else -math.inf
                  for f, lr in lrs.items()}
-        at_default = {f: _score(r["final"], hib) if (r := _at(rows, f, lr, seed)) is not None else math.nan
+        at_default = {f: _score(r["final"], hib) if (r := _at(rows, f, lr, seed, "default")) is not None else math.nan
                       for f, lr in defaults.items()}
         works_ok = at_default[works] >= max(tuned.values()) - tol
         needs = at_default[needs_tuning] < tuned.get(needs_tuning, -math.inf) - tol
@@ -188,13 +229,18 @@ def verdict_defaults(table: pd.DataFrame, scenario: str = "text", works: str = "
                          f"{works} ok": bool(works_ok), f"{needs_tuning} needs tuning": bool(needs)})
     status = _status(outcomes)
     _holds(per_seed, outcomes)
-    sens = "; ".join(f"{f}: {n} of {m} learning rates within {tol:.3g} of its best"
-                     for f, (n, m) in ((f, _forgiving(rows, f, hib, tol)) for f in lrs))
+    if _tuned(rows):
+        sens = "; ".join(_band_text(trials, scenario, f, hib, tol) for f in lrs)
+    else:
+        sens = "; ".join(f"{f}: {n} of {m} learning rates within {tol:.3g} of its best"
+                         for f, (n, m) in ((f, _forgiving(rows, f, hib, tol)) for f in lrs))
     reason = (f"Mean final test {metric}: {works} at its default lr {defaults[works]:g} scores "
-              f"{_fmt(_mean_final(rows, works, defaults[works]), metric)}, {needs_tuning} at its default lr "
-              f"{defaults[needs_tuning]:g} scores {_fmt(_mean_final(rows, needs_tuning, defaults[needs_tuning]), metric)}; "
+              f"{_fmt(_mean_final(rows, works, defaults[works], 'default'), metric)}, {needs_tuning} at its default lr "
+              f"{defaults[needs_tuning]:g} scores "
+              f"{_fmt(_mean_final(rows, needs_tuning, defaults[needs_tuning], 'default'), metric)}; "
               f"tuned: " + ", ".join(f"{f} {_fmt(_mean_final(rows, f, lr), metric)} (lr {lr:g})" for f, lr in lrs.items())
-              + f". Tolerance {tol:.3g} (the practical threshold). Sensitivity (mean over seeds) — {sens}. The claim held on "
+              + f". Tolerance {tol:.3g} (the practical threshold). Sensitivity "
+              f"({'from the tuning trials, validation' if _tuned(rows) else 'mean over seeds'}) — {sens}. The claim held on "
               f"{sum(o is True for o in outcomes)} of {len(outcomes)} seeds.")
     return Verdict(f"{works} works with default hyperparameters while {needs_tuning} needs careful tuning",
                    scenario, status, reason, per_seed)
@@ -236,36 +282,56 @@ def converged(final: float, best: float, baseline: float, hib: bool, rebound_tol
     return final > baseline if hib else final < baseline
 
 
+def trial_failures(trials: pd.DataFrame | None, scenario: str, family: str, baseline: float,
+                   hib: bool) -> tuple[int, int]:
+    """``(failed, of)``: a family's tuning trials that diverged or failed, or ended (at their rung) no
+    better than the trivial predictor."""
+    ts = _trials(trials, scenario, family)
+    bad = [t for t in ts if t["outcome"] in ("diverged", "failed") or t["value"] is None or t["value"] != t["value"]
+           or (baseline == baseline and not (t["value"] > baseline if hib else t["value"] < baseline))]
+    return len(bad), len(ts)
+
+
 def verdict_stability(table: pd.DataFrame, scenario: str = "recsys-lazy", stable: str = "RMSprop",
-                      fragile: str = "Adam", rebound_tol: float | None = None) -> Verdict:
+                      fragile: str = "Adam", rebound_tol: float | None = None,
+                      trials: pd.DataFrame | None = None) -> Verdict:
     """"``stable`` is more stable and ``fragile`` may fail to converge".
 
-    On each seed, over the same relative learning-rate sweep: ``fragile`` fails to converge
+    On each seed, over the same relative learning-rates: ``fragile`` fails to converge
     (diverges, ends no better than the trivial predictor, or ends more than ``rebound_tol``
-    worse than its own best: see :func:`converged`) on more learning rates than
-    ``stable`` does. If neither ever fails, the claim does not hold on that seed.
+    worse than its own best: see :func:`converged`) more often than ``stable`` does. The
+    learning rates are a fixed sweep's, or, with tuning, those of the equal-budget search
+    (its trials, the same for every seed, counted as failed when they diverge or end no
+    better than the trivial predictor) plus the seed's tuned and default runs. If neither
+    ever fails, the claim does not hold on that seed.
     """
     rows = _rows(table, scenario)
     rebound_tol = tolerance(rows, rebound_tol)
     hib, metric = bool(rows["higher_is_better"].iloc[0]), rows["metric"].iloc[0]
+    base = rows["baseline"].iloc[0]
+    searched = {f: trial_failures(trials, scenario, f, base, hib) for f in (stable, fragile)} if _tuned(rows) \
+        else {f: (0, 0) for f in (stable, fragile)}
     per_seed, outcomes = [], []
     for seed in sorted(rows["seed"].unique()):
         s = rows[rows["seed"] == seed]
-        fails = {f: int(sum(not converged(r.final, r.best, r.baseline, hib, rebound_tol, getattr(r, "val_final", None))
-                            for r in s[s["family"] == f].itertuples()))
+        fails = {f: searched[f][0] + int(sum(not converged(r.final, r.best, r.baseline, hib, rebound_tol,
+                                                           getattr(r, "val_final", None))
+                                             for r in s[s["family"] == f].itertuples()))
                  for f in (stable, fragile)}
-        counts = {f: int((s["family"] == f).sum()) for f in (stable, fragile)}
+        counts = {f: searched[f][1] + int((s["family"] == f).sum()) for f in (stable, fragile)}
         outcomes.append(fails[fragile] > fails[stable])
         per_seed.append({"seed": int(seed), f"{fragile} failed": f"{fails[fragile]}/{counts[fragile]}",
                          f"{stable} failed": f"{fails[stable]}/{counts[stable]}"})
     status = _status(outcomes)
     _holds(per_seed, outcomes)
     rebound = "; ".join(f"{f}: {_rebound(rows, f, hib):.4f}" for f in (stable, fragile))
-    base = rows["baseline"].iloc[0]
+    where = ("the equal-budget search's trials (" + ", ".join(f"{f} {searched[f][0]} of {searched[f][1]}"
+                                                             for f in (fragile, stable))
+             + ") plus each seed's tuned and default runs" if _tuned(rows) else "same relative learning-rate sweep")
     reason = (f"A run fails to converge when it diverges, ends no better than the trivial predictor "
               f"({_fmt(base, metric)} test {metric}) or ends more than {rebound_tol:.3g} worse than its own best "
               "validation value. "
-              f"Failures per seed (same relative learning-rate sweep): "
+              f"Failures per seed ({where}): "
               + "; ".join(f"seed {p['seed']}: {fragile} {p[f'{fragile} failed']}, {stable} {p[f'{stable} failed']}"
                           for p in per_seed)
               + f". Mean rebound from the best to the final {metric} over converged runs (lower is steadier) — "
@@ -298,13 +364,22 @@ CLAIMS: list[tuple[str, str, Any]] = [
 ]
 
 
-def verdicts(table: pd.DataFrame) -> list[tuple[str, Verdict]]:
-    """Every claim whose scenario has runs in ``table``: ``(the lesson's words, verdict)``."""
+def verdicts(table: pd.DataFrame, trials: pd.DataFrame | None = None) -> list[tuple[str, Verdict]]:
+    """Every claim whose scenario has runs in ``table``: ``(the lesson's words, verdict)``.
+
+    ``trials``: the tuning trials (:func:`inertia.lab.claims.table.trials_table`), for the claims
+    about sensitivity and stability when the table's learning rates were tuned.
+    """
     present = set(table["scenario"]) if not table.empty else set()
-    return [(quote, fn(table, scenario)) for quote, scenario, fn in CLAIMS if scenario in present]
+    out = []
+    for quote, scenario, fn in CLAIMS:
+        if scenario in present:
+            extra = {"trials": trials} if fn in (verdict_defaults, verdict_stability) else {}
+            out.append((quote, fn(table, scenario, **extra)))
+    return out
 
 
-def recommendations(table: pd.DataFrame, tol: float | None = None) -> list[str]:
+def recommendations(table: pd.DataFrame, tol: float | None = None, trials: pd.DataFrame | None = None) -> list[str]:
     """"Which optimizer to pick", one line per scenario, from the measured means only
     (learning rates chosen on validation, final metrics on test)."""
     lines = []
@@ -317,18 +392,32 @@ def recommendations(table: pd.DataFrame, tol: float | None = None) -> list[str]:
         ranked = sorted(finals, key=lambda f: _score(finals[f], hib), reverse=True)
         best = ranked[0]
         close = [f for f in ranked[1:] if _score(finals[f], hib) >= _score(finals[best], hib) - t]
-        good = {f: _forgiving(rows, f, hib, t)[0] for f in lrs}
-        top = [f for f in lrs if good[f] == max(good.values())]
-        forgiving = (top[0] if len(top) == 1 else f"no clear winner ({', '.join(top)} tie)") \
-            if max(good.values()) > 1 else "none: each has a single good learning rate in the sweep"
-        text = (f"**{scenario}**: pick **{best}** (lr {lrs[best]:g}: {_fmt(finals[best], metric)} final test {metric})")
-        edge = [f for f, lr in lrs.items() if lr in (rows[rows["family"] == f]["lr"].min(), rows[rows["family"] == f]["lr"].max())]
-        if edge:  # the optimum may lie outside the sweep: the tuning is not finished there
-            text += f" [best lr at the edge of the sweep for {', '.join(edge)}: a wider sweep may change this]"
+        if _tuned(rows):
+            widths = {f: (found.band(_trials(trials, scenario, f), hib, t) or {}).get("width", 0.0) for f in lrs}
+            top = [f for f in lrs if widths[f] == max(widths.values())]
+            forgiving = ((top[0] if len(top) == 1 else f"no clear winner ({', '.join(top)} tie)")
+                         + " (band of good learning rates in the tuning trials: "
+                         + ", ".join(f"{f} x{w:.3g}" for f, w in widths.items()) + ")") \
+                if max(widths.values()) > 1 else "none: each had a single good learning rate among its trials"
+        else:
+            good = {f: _forgiving(rows, f, hib, t)[0] for f in lrs}
+            top = [f for f in lrs if good[f] == max(good.values())]
+            forgiving = (top[0] if len(top) == 1 else f"no clear winner ({', '.join(top)} tie)") \
+                if max(good.values()) > 1 else "none: each has a single good learning rate in the sweep"
+        how = "tuned" if _tuned(rows) else "best of the sweep"
+        text = (f"**{scenario}**: pick **{best}** (lr {lrs[best]:g}, {how}: {_fmt(finals[best], metric)} final test {metric})")
+        if _tuned(rows):
+            edge = [f for f in lrs if found.at_edge(_trials(trials, scenario, f), hib)]
+        else:
+            edge = [f for f, lr in lrs.items()
+                    if lr in (rows[rows["family"] == f]["lr"].min(), rows[rows["family"] == f]["lr"].max())]
+        if edge:  # the optimum may lie outside what was searched: the tuning is not finished there
+            text += f" [best lr at the edge of what was searched for {', '.join(edge)}: a wider search may change this]"
         if close:
             text += f"; {', '.join(close)} within {t:.3g}, so the choice barely matters here"
         text += (f". Least sensitive to the learning rate (most learning rates within {t:.3g} of its best): "
                  f"{forgiving}. Without tuning (library defaults): "
-                 + ", ".join(f"{f} {_fmt(_mean_final(rows, f, library_lr(rows, f)), metric)}" for f in lrs) + ".")
+                 + ", ".join(f"{f} {_fmt(_mean_final(rows, f, library_lr(rows, f), 'default'), metric)}" for f in lrs)
+                 + ".")
         lines.append(text)
     return lines

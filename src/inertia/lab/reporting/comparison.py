@@ -25,10 +25,12 @@ import pandas as pd
 from .. import outcomes
 from ..records import LR_SOURCES, RunRecord
 from ..scoring import profiles as prof
-from ..scoring import run_frame, summarize, verdicts
+from ..scoring import practical_threshold, run_frame, summarize, verdicts
+from ..scoring import tuning as found
 from ..store import Store, workload_hash
 from . import format as fmt
 from . import plots, render
+from . import tuning as tuning_words
 from .document import Bullets, Document, Figure, Heading, Paragraph, Table
 from .words import RANKING, RULE, advice, claims_for, entry_name, entry_table, measured_facts, verdict_sentence
 
@@ -53,14 +55,25 @@ def infos_for(store: Store, records: Sequence[RunRecord]) -> dict[str, dict[str,
     return infos
 
 
-def score(store: Store, keys: Sequence[str] | None = None) -> dict[str, Any]:
-    """Records, infos, the run and entry tables and the verdicts of these runs."""
+def score(store: Store, keys: Sequence[str] | None = None, tunings: Sequence[str] | None = None) -> dict[str, Any]:
+    """Records, infos, the run and entry tables, the verdicts of these runs, and the tuning studies
+    (by workload, then entry) that chose their hyperparameters."""
     records = store.runs(keys)
+    names = {workload_hash(r.workload_config): r.workload for r in records}  # before any renaming
     infos = infos_for(store, records)
+    renamed = {workload_hash(r.workload_config): r.workload for r in records}
     frame = run_frame(records, infos)
     summary = summarize(frame, infos)
+    tuned: dict[str, dict[str, Any]] = {}
+    for study in (store.tunings(tunings).values() if tunings else ()):
+        w = renamed.get(study["workload_hash"])
+        if w is None or names.get(study["workload_hash"]) is None:
+            continue
+        info = infos[w]
+        study["found"] = found.summarize(study, bool(info["higher_is_better"]), practical_threshold(info))
+        tuned.setdefault(w, {})[study["label"]] = study
     return {"records": records, "infos": infos, "runs": frame, "summary": summary,
-            "verdicts": verdicts(frame, summary, infos) if len(frame) else {}}
+            "verdicts": verdicts(frame, summary, infos) if len(frame) else {}, "tuning": tuned}
 
 
 # ---------------------------------------------------------------------------- the document
@@ -115,11 +128,12 @@ def document(scored: dict[str, Any], out: Path, title: str = "", command: str = 
                 Paragraph(f"**Verdict.** {verdict_sentence(v, by)}", "verdict", terminal=True))
         lines, _ = claims_for(v, by, info["metric"])
         doc.add(Bullets(lines, terminal=True), entry_table(g, info))
+        doc.add(*tuning_words.blocks(scored["tuning"].get(workload, {}), info, out))
         doc.add(Paragraph("**Measured facts.**"), Bullets(measured_facts(g, info)))
         doc.add(*workload_figures(recs, wf, g, info, out, workload in shared))
     profile_blocks(doc, summary, records, out)
     doc.add(Heading("Which optimizer to pick"), Paragraph("Written from the runs above, nothing else.", "note"),
-            Bullets(advice(vs, summary, infos), terminal=True))
+            Bullets(advice(vs, summary, infos, scored["tuning"]), terminal=True))
     doc.add(*cost_blocks(summary))
     stopped = [r for r in records if r.status != "completed"]
     if stopped:
@@ -226,7 +240,7 @@ def build(store: Store, out: str | Path, keys: Sequence[str] | None = None, titl
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    scored = score(store, keys)
+    scored = score(store, keys, (meta or {}).get("tunings"))
     doc = document(scored, out, title, command, meta)
     render.write(doc, out)
     summary, frame, vs, infos = scored["summary"], scored["runs"], scored["verdicts"], scored["infos"]
@@ -237,7 +251,7 @@ def build(store: Store, out: str | Path, keys: Sequence[str] | None = None, titl
     verdict_text = {w: render.plain(verdict_sentence(v, {r["optimizer"]: r for _, r in
                                                           summary[summary["workload"] == w].iterrows()}))
                     for w, v in vs.items()}
-    tips = [render.plain(a) for a in advice(vs, summary, infos)] if len(summary) else []
+    tips = [render.plain(a) for a in advice(vs, summary, infos, scored["tuning"])] if len(summary) else []
     files = ["report.html", "report.md", "summary.json"] + [f.path.name for f in doc.figures]
     data = {
         "title": doc.title, "command": command, "meta": meta or {}, "rule": RULE, "ranking": RANKING,
@@ -250,6 +264,8 @@ def build(store: Store, out: str | Path, keys: Sequence[str] | None = None, titl
         "summary": summary.drop(columns=["errors"], errors="ignore").to_dict("records") if len(summary) else [],
         "runs": frame.to_dict("records") if len(frame) else [],
         "claims": claims, "verdicts": verdict_text, "advice": tips,
+        "tuning": {w: {label: {k: v for k, v in study.items() if k != "workload_hash"} for label, study in by.items()}
+                   for w, by in scored["tuning"].items()},
         "figures": [{"file": f.path.name, "caption": f.caption, "alt": f.alt} for f in doc.figures],
         "files": files,
     }

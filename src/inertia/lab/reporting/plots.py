@@ -33,10 +33,10 @@ MAX_PANELS = 16  # trajectory panels per figure
 
 
 def legend_label(label: str, lr: float | None, source: str = "entry") -> str:
-    """An entry as a legend shows it: its label and learning rate (marked when untuned)."""
+    """An entry as a legend shows it: its label and learning rate (marked when tuned or an untuned default)."""
     if lr is None or lr != lr or "lr=" in label or "lr " in label:
         return label
-    return f"{label}, lr {fmt.lr(lr)}" + (" (untuned default)" if source == "default" else "")
+    return f"{label}, lr {fmt.lr(lr)}" + {"default": " (untuned default)", "tuned": " (tuned)"}.get(source, "")
 
 
 def groups_of(records: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
@@ -311,3 +311,61 @@ def profile_plot(rho: pd.DataFrame, legends: dict[str, str], path: Path, clock: 
     return Figure(_save(fig, path), f"Performance profiles ({'steps' if clock == 'steps_to_target' else 'seconds'})",
                   "Fraction of workloads on which each entry holds the target within tau times the best entry's time: "
                   + "; ".join(words) + " (up to a factor of 16).")
+
+
+def sensitivity(tuned: dict[str, dict[str, Any]], info: dict[str, Any], path: Path) -> Figure:
+    """Each entry's trials against their learning rate: how sensitive it is, and what was chosen.
+
+    One panel per entry (the ranges differ by optimizer), sharing the metric axis. Every
+    trial is a point at the validation value of the last step it trained to: small hollow
+    points stopped at the first rung, larger filled ones trained further, a black ring the
+    chosen trial, a square the untuned default (slot 0), x a diverged trial (drawn at the
+    bottom of the panel); the shaded band is the band of good learning rates.
+    """
+    labels = list(tuned)[:MAX_PANELS]
+    cols = min(len(labels), 4)
+    rows = math.ceil(len(labels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 0.6, 3.0 * rows + 0.6), squeeze=False, sharey=True)
+    for ax in axes.ravel()[len(labels):]:
+        ax.axis("off")
+    metric, words = info["metric"], []
+    values = [t["value"] for s in tuned.values() for t in s["trials"] if t.get("value") is not None]
+    floor = (min(values) if info["higher_is_better"] else max(values)) if values else 0.0
+    for ax, label in zip(axes.ravel(), labels):
+        study, f = tuned[label], tuned[label]["found"]
+        stops = study["plan"]["rungs"]["stops"]
+        chosen = f["chosen"]
+        for t in study["trials"]:
+            lr = t["params"].get("lr")
+            if lr is None:
+                continue
+            if t["outcome"] in ("diverged", "failed") or t.get("value") is None:
+                ax.plot(lr, floor, "x", color="tab:red", ms=6)
+                continue
+            depth = stops.index(t["step"]) if t["step"] in stops else 0
+            ax.plot(lr, t["value"], "o", ms=4 + 2.5 * depth, mfc="tab:blue" if depth else "none", mec="tab:blue",
+                    alpha=0.85)
+            if t["slot"] == 0:
+                ax.plot(lr, t["value"], "s", ms=9, mfc="none", mec="tab:orange", mew=1.5)
+        if chosen is not None and chosen.get("value") is not None:
+            ax.plot(chosen["params"]["lr"], chosen["value"], "o", ms=13, mfc="none", mec="black", mew=1.5)
+        if f["band"]:
+            ax.axvspan(f["band"]["low"], f["band"]["high"], color="tab:green", alpha=0.12, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (log)")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        lr = ((study.get("chosen") or {}).get("hparams") or {}).get("lr")
+        band = f["band"]
+        words.append(f"{label}: chose lr {fmt.lr(lr)}"
+                     + (f", good band {fmt.lr(band['low'])} to {fmt.lr(band['high'])} at step {band['step']}" if band else "")
+                     + f", {f['counts']['completed']} of {len(study['trials'])} trials trained to the end"
+                     + (f", {f['counts']['diverged']} diverged" if f["counts"]["diverged"] else ""))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"validation {metric}")
+    fig.suptitle(f"{info['name']}: tuning trials against the learning rate (size: how far each trained; ring: chosen; "
+                 "square: untuned default; x: diverged; shaded: good band)", fontsize=9)
+    fig.tight_layout()
+    alt = ("Each entry's tuning trials, validation " + metric + " at the last step each trained to against its "
+           "learning rate: " + "; ".join(words) + ".")
+    return Figure(_save(fig, path), "Tuning: trials against the learning rate", alt)

@@ -200,7 +200,8 @@ def entry_table(g: pd.DataFrame, info: dict[str, Any]) -> Table:
     rows = []
     for _, r in g.iterrows():
         rows.append([str(int(r["rank"])), r["optimizer"], fmt.lr(r["lr"]),
-                     {"entry": "entry", "workload": "workload", "default": "library default"}[r["lr_source"]],
+                     {"entry": "entry", "workload": "workload", "default": "library default",
+                      "tuned": "tuned"}[r["lr_source"]],
                      outcome_text(r), _interval(r, "steps_to_target", "steps"),
                      _interval(r, "seconds_to_target", "seconds")
                      + (" (noisy)" if r["timing_noisy"] and math.isfinite(r["seconds_to_target"]) else ""),
@@ -220,8 +221,11 @@ def entry_table(g: pd.DataFrame, info: dict[str, Any]) -> Table:
                  rows, align=["r", "l", "r", "l", "l", "r", "r", "r", "r", "r", "r"], note=note)
 
 
-def advice(vs: dict[str, WorkloadVerdict], summary: pd.DataFrame, infos: dict[str, dict[str, Any]]) -> list[str]:
-    """"Which optimizer to pick", written from these runs only."""
+def advice(vs: dict[str, WorkloadVerdict], summary: pd.DataFrame, infos: dict[str, dict[str, Any]],
+           tuned: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """"Which optimizer to pick", written from these runs (and the tuning that chose their learning rates)."""
+    from .tuning import advice_line
+
     lines = []
     for workload, v in vs.items():
         g = summary[summary["workload"] == workload]
@@ -253,11 +257,16 @@ def advice(vs: dict[str, WorkloadVerdict], summary: pd.DataFrame, infos: dict[st
         if untuned:
             text += f" {', '.join(untuned)} ran at an untuned library-default learning rate."
         lines.append(text)
+        line = advice_line(workload, (tuned or {}).get(workload, {}), metric)
+        if line:
+            lines.append(line)
     sources = summary.groupby("lr_source")["optimizer"].apply(lambda s: sorted(set(s))) if len(summary) else {}
     if len(summary):
-        parts = [f"{LR_SOURCES[src]}: {', '.join(names)}" for src, names in sources.items() if src != "entry"]
+        parts = [f"{LR_SOURCES[src]}: {', '.join(names)}" for src, names in sources.items()
+                 if src not in ("entry", "tuned")]
         if parts:
-            lines.append("Learning rates not chosen by you — " + "; ".join(parts)
-                         + ". None of them was tuned by this comparison, so a loss may be the learning rate's, not the optimizer's.")
+            lines.append("Learning rates neither typed nor tuned — " + "; ".join(parts)
+                         + ". A loss there may be the learning rate's, not the optimizer's: tune them with "
+                         "`--tune 20` (`compare(..., tune=20)`).")
     lines.append("These verdicts hold for these workloads, budgets, learning rates and seeds only.")
     return lines

@@ -1,7 +1,8 @@
 """From a checked entry to a live optimizer and schedule, and what it really used.
 
 :func:`build_optimizer` constructs the entry's optimizer through the public API
-(``inertia.<Class>(params, **hyperparameters)``), and :func:`resolved` reads back every
+(``inertia.<Class>(params, **hyperparameters)``, or the peer class an entry names by import
+path, such as ``torch.optim.AdamW``), and :func:`resolved` reads back every
 hyperparameter the optimizer ended up with, library defaults included, from its
 ``state_dict()`` — so a report shows ``betas=(0.9, 0.999)`` even when nobody typed it.
 """
@@ -12,14 +13,15 @@ from typing import Any, Mapping
 import torch
 
 from ... import schedules
-from ..specs import OptimizerSpec, SpecError, check_hparams, fail, hyperparameters, jsonable, optimizer_classes, parse_schedule
+from ..specs import OptimizerSpec, SpecError, check_hparams, fail, hyperparameters, jsonable, optimizer_class, parse_schedule
 
 
 def resolve_lr(spec: OptimizerSpec, default_lr: Mapping[str, float] | None) -> tuple[dict[str, Any], str]:
-    """The entry's keyword arguments and where its lr comes from (``entry``, ``workload`` or ``default``)."""
+    """The entry's keyword arguments and where its lr comes from: ``tuned`` (chosen by the
+    lab's tuning), ``entry`` (typed), ``workload`` (hand-picked) or ``default`` (library)."""
     hp = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.hparams.items()}
     if "lr" in hp:
-        return hp, "entry"
+        return hp, "tuned" if spec.tuned else "entry"
     if default_lr and spec.name in default_lr:
         hp["lr"] = default_lr[spec.name]
         return hp, "workload"
@@ -38,15 +40,13 @@ def _dtypes(hp: dict[str, Any]) -> dict[str, Any]:
 
 def build_optimizer(spec: OptimizerSpec, params, default_lr: Mapping[str, float] | None = None) -> torch.optim.Optimizer:
     """Construct the entry's optimizer; the optimizer's own messages come through, naming the entry."""
-    classes = optimizer_classes()
-    if spec.name not in classes:
-        raise fail(spec.source, f"unknown optimizer {spec.name!r}; valid names: {', '.join(classes)}")
+    cls = optimizer_class(spec)
     hp, _ = resolve_lr(spec, default_lr)
-    if "lr" not in hp and hyperparameters(spec.name).get("lr") == "required":
+    if "lr" not in hp and hyperparameters(cls).get("lr") == "required":
         raise fail(spec.source, f"{spec.name} has no default learning rate: give lr=")
     try:
-        return classes[spec.name](params, **_dtypes(hp))
-    except (ValueError, TypeError) as exc:
+        return cls(params, **_dtypes(hp))
+    except (ValueError, TypeError, RuntimeError) as exc:
         raise fail(spec.source, str(exc)) from None
 
 
@@ -99,7 +99,8 @@ def validate(spec: OptimizerSpec, default_lr: Mapping[str, float] | None = None,
     if not isinstance(spec, OptimizerSpec):
         raise SpecError(f"Invalid entry {spec!r}: expected an OptimizerSpec or text such as 'adam:lr=1e-3'")
     check_hparams(spec)
-    opt = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(2))], default_lr)
+    # a matrix: every optimizer takes one (torch.optim.Muon takes nothing else)
+    opt = build_optimizer(spec, [torch.nn.Parameter(torch.zeros(2, 2))], default_lr)
     if spec.schedule:
         sched = build_schedule(spec.schedule, float(opt.param_groups[0]["lr"]), steps, spec.source)
         schedules.Scheduler(opt, sched)

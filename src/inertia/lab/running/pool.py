@@ -185,31 +185,45 @@ def run_all(tasks: Iterable[Task], *, device: str | None = None, threads: int | 
         seconds[id(t.workload)] = rec.wall_time
         yield rec
     expected = sum(seconds[id(t.workload)] for t in rest)
-    if len(rest) > 1 and expected > POOL_WORTH_S and jobs is None:
-        # by default, one worker per core other work leaves idle: on a busy machine a pool only adds start-up
-        n = min(n, max(1, round(idle_cores())))
-    if len(rest) > 1 and expected > POOL_WORTH_S and n > 1:
-        yield from _pooled(rest, min(n, len(rest)), device, threads)
+    n = min(n, worth_a_pool(expected, len(rest), jobs))
+    if n > 1:
+        yield from _pooled(rest, n, device, threads)
     else:
         here = rest + here
     for t in here:
         yield local(t)
 
 
+def executor(jobs: int) -> Any:
+    """The pool of ``jobs`` worker processes (joblib's loky, reused across calls; module docstring)."""
+    from joblib.externals.loky import get_reusable_executor
+
+    # one torch/OpenMP thread per worker from its very start (the runner sets it per run too);
+    # loky starts each worker with this process's sys.path, so a user's workload module imports there too
+    env = {var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    return get_reusable_executor(max_workers=jobs, env=env, initializer=_watch_parent, initargs=(os.getpid(),))
+
+
+def worth_a_pool(expected_seconds: float, n_tasks: int, jobs: int | None) -> int:
+    """How many workers to start for work expected to take ``expected_seconds`` one by one (1: none)."""
+    if n_tasks < 2 or expected_seconds <= POOL_WORTH_S:
+        return 1
+    n = cpus() if jobs is None else int(jobs)
+    if jobs is None:  # one per core other work leaves idle: on a busy machine a pool only adds start-up
+        n = min(n, max(1, round(idle_cores())))
+    return max(1, min(n, n_tasks))
+
+
 def _pooled(tasks: list[Task], jobs: int, device: str | None, threads: int | None) -> Iterator[RunRecord]:
     from concurrent.futures import as_completed
 
-    from joblib.externals.loky import get_reusable_executor
-
-    # one torch/OpenMP thread per worker from its very start (the runner sets it per run too)
-    env = {var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
-    executor = get_reusable_executor(max_workers=jobs, env=env, initializer=_watch_parent, initargs=(os.getpid(),))
-    futures = [executor.submit(_work, _portable(t.workload), t.spec, t.seed, device, threads, jobs) for t in tasks]
+    pool = executor(jobs)
+    futures = [pool.submit(_work, _portable(t.workload), t.spec, t.seed, device, threads, jobs) for t in tasks]
     try:
         for done in as_completed(futures):
             yield done.result()
     except BaseException:  # Ctrl-C, or the caller stopped early: no run keeps training for nobody
         for f in futures:
             f.cancel()
-        executor.shutdown(wait=False, kill_workers=True)
+        pool.shutdown(wait=False, kill_workers=True)
         raise

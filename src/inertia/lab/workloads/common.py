@@ -1,7 +1,8 @@
 """Pieces the built-in and user workloads share: batching, named losses and metrics."""
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,27 @@ def tensor_batches(X: torch.Tensor, Y: torch.Tensor, batch_size: int, seed: int)
         yield from minibatches(X, Y, batch_size=batch_size, shuffle=True,
                                seed=seed * 100_003 + epoch, drop_last=False)
         epoch += 1
+
+
+@dataclass(frozen=True)
+class Accumulated:
+    """One optimizer step made of several micro-batches (gradient accumulation).
+
+    A workload's ``batches`` may yield these: the runner back-propagates each part's loss
+    times its weight (the part's share of the examples), so the step's gradient is that of
+    the mean loss over the whole batch while only one part's activations are in memory.
+    """
+
+    parts: Sequence[Any]
+    weights: Sequence[float]
+
+
+def accumulated(X: torch.Tensor, Y: torch.Tensor, batch_size: int, micro_batch: int, seed: int) -> Iterator[Accumulated]:
+    """Batches of ``batch_size`` examples, each as micro-batches of at most ``micro_batch`` rows."""
+    for xb, yb in tensor_batches(X, Y, batch_size, seed):
+        n = len(xb)
+        parts = [(xb[i:i + micro_batch], yb[i:i + micro_batch]) for i in range(0, n, micro_batch)]
+        yield Accumulated(parts, [len(p[1]) / n for p in parts])
 
 
 def loss_fn(loss: str | Callable) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -12,6 +12,11 @@ scaled to [0, 1] and centred with the training mean.
   (the whole training set per step), stochastic (1 example) and mini-batch (64-512).
   Its entries differ in batch size (``sgd:lr=0.5;batch=64``), and the report shows the
   cost per update, per epoch and per second.
+* ``mnist-large-batch``: the MLP at a global batch of 1,024 digits (29% of the training
+  split), reached by gradient accumulation over micro-batches of 128 in one process
+  (:class:`~inertia.lab.workloads.common.Accumulated`): the large-batch regime LAMB and
+  LARS were made for. The ``large-batch`` suite (:mod:`inertia.lab.suites`) compares them,
+  with warm-up, against Adam and SGD+Momentum under the linear and square-root lr-scaling rules.
 
 The metric is accuracy (validation during training, test at the end); the target is the
 lesson's 90%.
@@ -25,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..workload import OptimizerSpec, Workload
-from .common import accuracy, count_parameters, tensor_batches
+from .common import accumulated, accuracy, count_parameters, tensor_batches
 
 INSTALL_HINT = 'pip install "inertia[lab]"'
 
@@ -90,7 +95,7 @@ def _mlp(hidden: int) -> nn.Module:
 
 def _classification(name: str, description: str, make_model, *, steps: int, batch_size: int,
                      eval_every: int, default_lr: dict, options: dict, target: float = 0.9,
-                     default_entries=(), extras: dict | None = None) -> Workload:
+                     default_entries=(), extras: dict | None = None, micro_batch: int | None = None) -> Workload:
     data = load_digits()
 
     def init_model(seed: int, device: torch.device) -> nn.Module:
@@ -98,7 +103,10 @@ def _classification(name: str, description: str, make_model, *, steps: int, batc
         return make_model().to(device)
 
     def batches(seed: int, device: torch.device, batch_size: int = batch_size):
-        return tensor_batches(data["X_train"].to(device), data["y_train"].to(device), batch_size, seed)
+        X, Y = data["X_train"].to(device), data["y_train"].to(device)
+        if micro_batch is not None and batch_size > micro_batch:
+            return accumulated(X, Y, batch_size, micro_batch, seed)
+        return tensor_batches(X, Y, batch_size, seed)
 
     def loss(model: nn.Module, batch) -> torch.Tensor:
         xb, yb = batch
@@ -123,12 +131,15 @@ def _classification(name: str, description: str, make_model, *, steps: int, batc
     )
 
 
+#: the MLP's hand-picked learning rates at batch 64 (not tuned by the lab)
+MLP_LR = {"sgd": 0.1, "momentum": 0.1, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3,
+          "adagrad": 0.05, "lion": 1e-4, "lamb": 1e-2, "lars": 1.0}
+
+
 def mnist_mlp(hidden: int = 128, steps: int = 300, batch_size: int = 64) -> Workload:
     return _classification(
         "mnist-mlp", f"784-{hidden}-10 MLP on 3,500 real MNIST digits, target 90% accuracy",
-        lambda: _mlp(hidden), steps=steps, batch_size=batch_size, eval_every=20,
-        default_lr={"sgd": 0.1, "momentum": 0.1, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3,
-                    "adagrad": 0.05, "lion": 1e-4, "lamb": 1e-2, "lars": 1.0},
+        lambda: _mlp(hidden), steps=steps, batch_size=batch_size, eval_every=20, default_lr=MLP_LR,
         options={"hidden": hidden, "batch_size": batch_size})
 
 
@@ -140,6 +151,27 @@ def mnist_cnn(channels: int = 16, blocks: int = 2, steps: int = 300, batch_size:
         default_lr={"sgd": 0.1, "momentum": 0.5, "rmsprop": 3e-3, "adam": 1e-2, "adamw": 1e-2,
                     "adagrad": 0.05, "lion": 5e-4, "lamb": 1e-2, "lars": 1.0},
         options={"channels": channels, "blocks": blocks, "batch_size": batch_size})
+
+
+#: the batch at which :data:`MLP_LR` were picked: the base of the large-batch lr-scaling rules
+BASE_BATCH = 64
+
+
+def mnist_large_batch(batch_size: int = 1024, micro_batch: int = 128, steps: int = 150, hidden: int = 128) -> Workload:
+    """The 784-128-10 MLP at a global batch of ``batch_size`` digits, accumulated from micro-batches."""
+    for arg, value in (("batch_size", batch_size), ("micro_batch", micro_batch), ("steps", steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"Invalid {arg}: {value!r} (must be a positive integer)")
+    n_train = len(load_digits()["y_train"])
+    return _classification(
+        "mnist-large-batch", f"784-{hidden}-10 MLP on MNIST at a global batch of {batch_size:,} "
+                             f"({batch_size / n_train:.0%} of the training digits), accumulated from micro-batches "
+                             f"of {micro_batch}, target 90% accuracy",
+        lambda: _mlp(hidden), steps=steps, batch_size=batch_size, eval_every=10,
+        default_lr=MLP_LR, micro_batch=micro_batch,
+        options={"hidden": hidden, "batch_size": batch_size, "micro_batch": micro_batch},
+        extras={"global_batch": batch_size, "micro_batch": micro_batch,
+                "accumulation_steps": -(-batch_size // micro_batch), "base_batch": BASE_BATCH})
 
 
 def minibatch(steps: int = 300) -> Workload:

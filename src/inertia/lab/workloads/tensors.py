@@ -88,6 +88,14 @@ def _positive_int(value: Any, arg: str) -> int:
     return int(value)
 
 
+def _name(f: Any) -> str:
+    """A loss or metric as part of the workload's identity: its name, or a function's import path
+    (never ``repr``, whose memory address differs in every process)."""
+    if isinstance(f, str):
+        return f
+    return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"
+
+
 def _fingerprint(*tensors: torch.Tensor) -> str:
     """A short hash of tensors' shapes and contents, so new data means new runs."""
     h = hashlib.sha256()
@@ -305,6 +313,6 @@ def build(
         eval_every=eval_every, default_lr=dict(default_lr or {}),
         extras={"n_train": len(Xtr), "n_validation": len(Xv), "n_test": len(Xte), "parameters": n_params},
         # the data's fingerprint makes it part of the identity: new data, new runs
-        options={"data": _fingerprint(Xtr, Ytr, Xv, Yv, Xte, Yte), "loss": str(loss), "metric": str(metric)},
+        options={"data": _fingerprint(Xtr, Ytr, Xv, Yv, Xte, Yte), "loss": _name(loss), "metric": _name(metric)},
         batch_size=batch_size, cpu_threads=cpu_threads, min_difference=min_difference,
     )
