@@ -199,19 +199,20 @@ def _shard_norm_control(rank, world):
     return [[float(v) for v in s.detach().flatten()] for s in shards]
 
 
-def _save_checkpoint(model, opt, out_dir, batches, rank, world):
+def _save_checkpoint(model, opt, out_dir, batches, rank, world, name="dcp"):
     """Save (model, optimizer) after the run with DCP, train 3 more steps, record them."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (get_model_state_dict,
                                                          get_optimizer_state_dict)
 
-    path = os.path.join(out_dir, "dcp")
+    path = os.path.join(out_dir, name)
     dcp.save({"model": get_model_state_dict(model),
               "optim": get_optimizer_state_dict(model, opt)}, checkpoint_id=path)
     _train(model, opt, batches[:3], rank, world)
     full = _full(model)  # a collective: every rank takes part
     if rank == 0:
-        with open(os.path.join(out_dir, "after_checkpoint.json"), "w") as f:
+        suffix = "" if name == "dcp" else "_" + name
+        with open(os.path.join(out_dir, f"after_checkpoint{suffix}.json"), "w") as f:
             json.dump(full, f)
 
 
@@ -221,6 +222,86 @@ SCENARIOS = ([("fsdp2", n, False) for n in ("sgd", "momentum", "rmsprop", "adam"
              + [(k, n, c) for k in ("ddp", "zero") for n in ("adam", "lamb")
                 for c in (False, True)]
              + [("replicate", "lamb", False), ("replicate", "lars", True)])
+
+
+# ----------------------------------------------------------------------------- compact storage
+
+EIGHT_BIT = dict(state_dtype="8bit", state_min_size=0, state_block_size=32)
+
+
+def _model8():
+    """Layers whose rows hold 24-40 elements (8-bit blocks) and whose first dimensions (40,
+    20, 3) split unevenly between two ranks."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(24, 40), torch.nn.Tanh(), torch.nn.Linear(40, 20),
+                               torch.nn.Tanh(), torch.nn.Linear(20, 3))
+
+
+def _batches8():
+    gen = torch.Generator().manual_seed(2)
+    return [(torch.randn(BATCH, 24, generator=gen), torch.randn(BATCH, 3, generator=gen))
+            for _ in range(STEPS)]
+
+
+def memory_fsdp2(rank, world, out_dir):
+    """Adam with 8-bit state under FSDP2 against one process; then a DCP checkpoint that
+    the test loads into one process."""
+    import inertia
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    model = _model8()
+    mesh = init_device_mesh("cpu", (world,))
+    for m in model:
+        if isinstance(m, torch.nn.Linear):
+            fully_shard(m, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    opt = inertia.Adam(model.parameters(), lr=0.01, **EIGHT_BIT)
+    batches = _batches8()
+    _train(model, opt, batches, rank, world)
+    result = {"params": _full(model)}
+    state = opt.state[next(model.parameters())]
+    result["kinds"] = {k: str(v.dtype) for k, v in state.items()}
+    single = _model8()
+    ref = inertia.Adam(single.parameters(), lr=0.01, **EIGHT_BIT)
+    _train(single, ref, batches, 0, 1)
+    result["reference"] = _full(single)
+    _save_checkpoint(model, opt, out_dir, batches, rank, world, name="dcp8")
+    return result
+
+
+def memory_exact(rank, world):
+    """bfloat16 parameters sharded by rows (Shard(0)), stochastic rounding and 8-bit state,
+    given the exact gradients of one process: parameters and state are the one-process
+    ones bit for bit (blocks within rows; the random bits of each element's index in the
+    whole tensor)."""
+    import inertia
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (world,))
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(40, 24), (3, 20), (17, 64)]
+    full = [torch.randn(s, generator=gen).to(torch.bfloat16) for s in shapes]
+    kwargs = dict(lr=1e-3, stochastic_rounding=True, rounding_seed=11, **EIGHT_BIT)
+    sharded = [torch.nn.Parameter(distribute_tensor(t.clone(), mesh, [Shard(0)])) for t in full]
+    single = [torch.nn.Parameter(t.clone()) for t in full]
+    opt, ref = inertia.AdamW(sharded, **kwargs), inertia.AdamW(single, **kwargs)
+    for step in range(4):
+        grads = [torch.randn(s, generator=gen).to(torch.bfloat16) for s in shapes]
+        for p, q, g in zip(sharded, single, grads):
+            p.grad = distribute_tensor(g.clone(), mesh, [Shard(0)])
+            q.grad = g.clone()
+        opt.step()
+        ref.step()
+    same = []
+    for p, q in zip(sharded, single):
+        same.append(bool(torch.equal(p.full_tensor(), q.detach())))
+        for key, value in ref.state[q].items():
+            mine = opt.state[p][key]
+            mine = mine.full_tensor() if hasattr(mine, "full_tensor") else mine
+            same.append(bool(torch.equal(mine, value)))
+    return {"same": same, "keys": sorted(ref.state[single[0]])}
 
 
 def main(rank, world, port, out_dir):
@@ -242,6 +323,13 @@ def main(rank, world, port, out_dir):
             results[key] = {"error": traceback.format_exc()}
             if os.environ.get("INERTIA_DIST_VERBOSE"):
                 print(results[key]["error"], flush=True)
+        dist.barrier()
+    for key, run in (("memory-fsdp2", lambda: memory_fsdp2(rank, world, out_dir)),
+                     ("memory-exact", lambda: memory_exact(rank, world))):
+        try:
+            results[key] = run()
+        except Exception:  # noqa: BLE001 - reported to the test, which fails with it
+            results[key] = {"error": traceback.format_exc()}
         dist.barrier()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(results, f)

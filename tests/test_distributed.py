@@ -119,3 +119,49 @@ def test_replicated_dtensors_reduce_nothing_and_refuse_sparse_gradients(results)
     assert res["all_reduces_per_step"] == [0] * W.STEPS  # replicated: norms are local
     assert "Invalid gradient layout: a sparse gradient for a sharded (DTensor)" in \
         res["sparse_refused"]
+
+
+# ----------------------------------------------------------------------------- compact storage
+
+
+def test_8bit_state_and_stochastic_rounding_do_not_depend_on_the_sharding(results):
+    """Shards of whole rows (FSDP2's Shard(0)) given one process's gradients: parameters,
+    codes and scales equal one process's bit for bit."""
+    for res in _scenario(results, "memory-exact"):
+        assert res["keys"] == ["exp_avg", "exp_avg_absmax", "exp_avg_sq", "exp_avg_sq_absmax",
+                               "step"]
+        assert all(res["same"]), res["same"]
+
+
+def test_8bit_adam_under_fsdp2_equals_one_process(results):
+    ranks = _scenario(results, "memory-fsdp2")
+    assert ranks[0]["kinds"]["exp_avg"] == "torch.uint8"
+    for res in ranks:  # as every optimizer's float32 state (the gradients' sums differ in
+        _close(res["params"], res["reference"], rtol=1e-5)  # their last bits)
+    _close(ranks[0]["params"], ranks[1]["params"], rtol=0)
+
+
+def test_an_8bit_checkpoint_saved_by_two_ranks_continues_in_one(results):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict,
+                                                         get_optimizer_state_dict,
+                                                         set_model_state_dict,
+                                                         set_optimizer_state_dict)
+
+    import inertia
+
+    _, out = results
+    model = W._model8()
+    opt = inertia.Adam(model.parameters(), lr=0.01, **W.EIGHT_BIT)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}
+        dcp.load(state, checkpoint_id=str(out / "dcp8"))
+        set_model_state_dict(model, state["model"])
+        set_optimizer_state_dict(model, opt, state["optim"])
+    first = next(model.parameters())
+    assert opt.state[first]["exp_avg"].dtype == torch.uint8
+    W._train(model, opt, W._batches8()[:3], 0, 1)
+    expected = json.loads((out / "after_checkpoint_dcp8.json").read_text())
+    _close(W._full(model), expected, rtol=1e-5)

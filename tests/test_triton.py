@@ -23,7 +23,10 @@ pytest.importorskip("triton")
 from custom_rules import CUSTOM  # noqa: E402
 from inertia.backends import graph as G  # noqa: E402
 from inertia.backends import ops, triton_gpu  # noqa: E402
+from inertia.backends import quantize as Q  # noqa: E402
 from inertia.backends.reference import apply as reference  # noqa: E402
+from inertia.engine import state as S  # noqa: E402
+from inertia.engine.plan import stream_key  # noqa: E402
 from inertia.optim.registry import REGISTRY  # noqa: E402
 import inertia  # noqa: E402
 
@@ -39,53 +42,69 @@ SHAPES = [(7, 5), (5,), (), (triton_gpu.CHUNK + 3,)]  # the last spans two chunk
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-5)}
 
 
+# 8-bit state: every tensor quantised (state_min_size=0); rows narrower than a block, rows
+# of several blocks with a short last one, and chunks that end inside rows
+BLOCK_SHAPES = [(7, 40), (24, 150)]  # blocks of 128: (24, 150)'s rows are 128 + 22, its
+# 3600 elements two chunks, the second starting inside row 13
+
+
 class Run:
     """One optimizer group run through the Triton kernels and through the reference."""
 
-    def __init__(self, name, config, dtype, state_dtype=None, seed=0, cls=None, kwargs=None):
+    def __init__(self, name, config, dtype, state_dtype=None, seed=0, cls=None, kwargs=None,
+                 stochastic=False, shapes=SHAPES):
         if cls is None:
             cls, kwargs = REGISTRY[name].cls, REGISTRY[name].configs[config]
         gen = torch.Generator().manual_seed(seed)
         self.params = [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype)
-                       for s in SHAPES]
+                       for s in shapes]
         opt = cls([torch.nn.Parameter(p.clone()) for p in self.params],
-                  **{**kwargs, "state_dtype": state_dtype})
+                  **{**kwargs, "state_dtype": state_dtype, "stochastic_rounding": stochastic,
+                     "state_min_size": 0, "state_block_size": 128})
         self.group = opt.param_groups[0]
         self.rule = cls.rule(self.group)
         self.graph = G.trace(cls.rule, self.group, self.params[0])
-        sdtype = state_dtype or dtype
+        sdtype = S.state_dtype(self.group, self.params[0])
         self.kernels = {}
         for phase in ("apply", "reduce") if self.graph.reductions else ("apply",):
-            k = triton_gpu.kernel(self.graph, phase, dtype, sdtype, guard=True)
+            k = triton_gpu.kernel(self.graph, phase, dtype, sdtype, guard=True,
+                                  stochastic=stochastic)
             ops.KERNELS[k.name] = k
             self.kernels[phase] = k
-        self.states = [{**{k: (v if k in self.graph.scalars else v.to(sdtype))
-                            for k, v in self.rule.init(p).items()},
-                        "step": torch.zeros(())} for p in self.params]
+        self.slots = self.kernels["apply"].slots
+        self.states = [{**S.template(self.rule, p, self.group), "step": torch.zeros(())}
+                       for p in self.params]
         self.ref_params = [p.clone() for p in self.params]
         self.ref_states = copy.deepcopy(self.states)
         self.sign = -1.0 if self.group["maximize"] else 1.0
         self.hyper = torch.tensor([float(G.hyper_value(self.group, n)) for n in self.graph.hypers]
                                   or [0.0], dtype=torch.float64)
+        block = self.group["state_block_size"]
+        self.keys = [stream_key(self.group, i) for i in range(len(self.params))]
+        self.meta = torch.tensor([[max(1, Q.layout(tuple(p.shape), block)[1]), 0, key]
+                                  for p, key in zip(self.params, self.keys)], dtype=torch.int64)
+        self.stochastic = stochastic
 
     def step(self, grads, found_inf=None):
-        flat = [s[k] for s in self.states for k in self.graph.all_slots]
+        flat = [s[k] for s in self.states for k in self.slots]
         steps = [s["step"] for s in self.states]
         gmul = torch.tensor(self.sign, dtype=torch.float64)
         inputs = skip = None
         if "reduce" in self.kernels:
             k = self.kernels["reduce"]
             sums = triton_gpu.fused_reduce(k.name, self.params, grads, flat, steps, self.hyper,
-                                           gmul)
+                                           gmul, self.meta)
             inputs, skip = sums[:, :k.reductions], (sums[:, k.reductions] > 0).long()
         bad = torch.zeros(len(self.params), dtype=torch.int64)
         met = torch.zeros((), dtype=torch.int64)
         triton_gpu.fused_apply(self.kernels["apply"].name, self.params, grads, flat, steps,
-                               self.hyper, inputs, skip, gmul, found_inf, bad, met)
+                               self.hyper, inputs, skip, gmul, found_inf, bad, met, self.meta)
         assert int(met) == int(bad.sum() > 0)
         if found_inf is None or not found_inf:
-            for p, g, s in zip(self.ref_params, grads, self.ref_states):
-                reference(self.rule, p, g, s, s["step"], self.sign, keep=torch.isfinite(g).all())
+            for p, g, s, key in zip(self.ref_params, grads, self.ref_states, self.keys):
+                reference(self.rule, p, g, s, s["step"], self.sign, keep=torch.isfinite(g).all(),
+                          block=self.group["state_block_size"],
+                          rounding=(key, 0) if self.stochastic else None)
         return bad
 
     def assert_same(self, tol, skip=()):
@@ -93,7 +112,7 @@ class Run:
             if i in skip:
                 continue
             torch.testing.assert_close(a, b, **tol)
-            for key in self.graph.all_slots:
+            for key in self.slots:
                 torch.testing.assert_close(self.states[i][key], self.ref_states[i][key], **tol,
                                            msg=key)
             assert float(self.states[i]["step"]) == float(self.ref_states[i]["step"])
@@ -194,3 +213,39 @@ def test_a_rule_defined_in_a_test_file_gets_a_gpu_kernel_equal_to_its_reference(
     for t in range(4):
         run.step(_grads(run, t))
     run.assert_same(TOL[dtype])
+
+
+@pytest.mark.parametrize("name", ["adam", "lamb", "adagrad", "lion"])
+def test_triton_8bit_state_is_bit_identical_to_the_reference(name):
+    """The GPU kernel decodes, updates and encodes 8-bit blocks exactly as the reference."""
+    run = Run(name, "default", torch.float32, state_dtype="8bit", shapes=BLOCK_SHAPES)
+    assert run.slots[:2] == (run.graph.slots[0], Q.scale_key(run.graph.slots[0]))
+    for t in range(3):
+        run.step(_grads(run, t))
+    run.assert_same(dict(rtol=1e-6, atol=1e-7))
+    for s, r in zip(run.states, run.ref_states):
+        for key in run.graph.slots:
+            assert torch.equal(s[key], r[key]), key  # codes, bit for bit
+            assert torch.equal(s[Q.scale_key(key)], r[Q.scale_key(key)]), key
+
+
+def test_triton_8bit_guard_skips_the_block_only():
+    run = Run("adam", "default", torch.float32, state_dtype="8bit", shapes=BLOCK_SHAPES)
+    run.step(_grads(run, 0))
+    codes = run.states[1]["exp_avg"].clone()
+    grads = _grads(run, 1)
+    grads[1][2, 140] = float("nan")  # row 2, its short second block (128..149)
+    bad = run.step(grads)
+    assert bad.tolist() == [0, 1]
+    after = run.states[1]["exp_avg"]
+    assert torch.equal(after[2, 128:], codes[2, 128:])
+    assert not torch.equal(after[2, :128], codes[2, :128])
+    run.assert_same(TOL[torch.float32], skip=(1,))
+
+
+def test_triton_stochastic_rounding_equals_the_reference():
+    """bfloat16 parameters rounded stochastically: the same random bits as the reference."""
+    run = Run("adam", "default", torch.bfloat16, stochastic=True)
+    for t in range(4):
+        run.step(_grads(run, t))
+    run.assert_same(dict(rtol=0, atol=0))

@@ -45,7 +45,7 @@ def directory() -> str:
 def _support_digest() -> str:
     here = os.path.dirname(__file__)
     digest = hashlib.sha256()
-    for name in ("numba_support.py", "triton_support.py"):
+    for name in ("numba_support.py", "triton_support.py", "quantize.py"):
         path = os.path.join(here, name)
         if os.path.exists(path):
             with open(path, "rb") as f:

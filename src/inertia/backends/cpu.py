@@ -14,6 +14,7 @@ from . import threads
 from .layout import flat
 from .numba_cpu import ARGS, CHUNK
 from .ops import KERNELS
+from .quantize import check_blocks
 
 _A = {name: i for i, name in enumerate(ARGS)}
 _CODE = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
@@ -41,7 +42,7 @@ def chunk_table(sizes: tuple[int, ...]) -> np.ndarray:
     return hit
 
 
-def check(kernel, params, grads, states, steps) -> None:
+def check(kernel, params, grads, states, steps, meta=None) -> None:
     """Refuse, before anything is written, any tensor a kernel would read out of bounds."""
     T = len(params)
     K = len(kernel.slots)
@@ -59,8 +60,12 @@ def check(kernel, params, grads, states, steps) -> None:
                                 f"out like the parameter, without gaps")
         if s.dtype != torch.float32 or s.numel() != 1 or s.device.type != "cpu":
             raise TypeError(f"Invalid step {t}: a float32 CPU scalar is needed, got {s.dtype}")
+        if kernel.block:
+            check_blocks(kernel, t, p, states[t * K:(t + 1) * K - kernel.scalar_slots], meta)
         for k in range(K):
             x = states[t * K + k]
+            if kernel.block and k < K - kernel.scalar_slots:
+                continue  # checked above
             if k >= K - kernel.scalar_slots:  # per-tensor scalar state: one float32
                 if x.numel() != 1 or x.dtype != torch.float32 or x.device.type != "cpu":
                     raise ValueError(f"Invalid state {kernel.slots[k]!r} of tensor {t}: "
@@ -85,7 +90,7 @@ def _table(params, grads, states, steps, K: int) -> np.ndarray:
 
 
 def _launch(kernel, params, grads, states, steps, hyper, gmul, inputs=None, skip=None,
-            out=None, rows=None, width=0):
+            out=None, rows=None, width=0, meta=None):
     K = len(kernel.slots)
     table = _table(params, grads, states, steps, K)
     sizes = np.array([p.numel() for p in params], dtype=np.int64)
@@ -104,6 +109,9 @@ def _launch(kernel, params, grads, states, steps, hyper, gmul, inputs=None, skip
     args[_A["gmul"]] = gm.ctypes.data
     args[_A["skip"]] = 0 if skip is None else skip.data_ptr()
     args[_A["width"]] = width
+    if kernel.needs_meta:
+        meta = meta.contiguous()
+        args[_A["meta"]] = meta.data_ptr()
     total = int(sizes.sum()) if rows is None else len(rows) * width
     parts = threads.count() if total >= PARALLEL_MIN else 1
     weights = (chunks[:, 2] - chunks[:, 1]) if rows is None else np.ones(len(chunks))
@@ -117,9 +125,11 @@ def _launch(kernel, params, grads, states, steps, hyper, gmul, inputs=None, skip
 
 
 def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad,
-                met):
+                met, meta=None):
     k = KERNELS[kernel]
-    check(k, params, grads, states, steps)
+    check(k, params, grads, states, steps, meta)
+    if k.needs_meta and (meta is None or meta.shape != (len(params), 3)):
+        raise ValueError(f"inertia::fused_apply: kernel {kernel} needs meta, one row per tensor")
     if found_inf is not None and float(found_inf) != 0:
         return  # AMP found an inf: nothing changes, not even the step counts
     if not params:
@@ -127,7 +137,8 @@ def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul,
     inputs = None if inputs is None else inputs.to(torch.float64).contiguous()
     skip = None if skip is None else skip.to(torch.int64).contiguous()
     out = np.zeros(len(chunk_table(tuple(p.numel() for p in params))), dtype=np.int64)
-    chunks = _launch(k, params, grads, states, steps, hyper, gmul, inputs, skip, out)
+    chunks = _launch(k, params, grads, states, steps, hyper, gmul, inputs, skip, out,
+                     meta=meta)
     torch._foreach_add_(list(steps), 1.0)
     counts = np.zeros(len(params), dtype=np.int64)
     np.add.at(counts, chunks[:, 0], out)
@@ -142,14 +153,16 @@ def fused_check(kernel, params, grads, states, steps):
     check(KERNELS[kernel], params, grads, states, steps)
 
 
-def fused_reduce(kernel, params, grads, states, steps, hyper, gmul):
+def fused_reduce(kernel, params, grads, states, steps, hyper, gmul, meta=None):
     k = KERNELS[kernel]
-    check(k, params, grads, states, steps)
+    check(k, params, grads, states, steps, meta)
+    if k.needs_meta and (meta is None or meta.shape != (len(params), 3)):
+        raise ValueError(f"inertia::fused_reduce: kernel {kernel} needs meta, one row per tensor")
     R = k.reductions
     chunks = chunk_table(tuple(p.numel() for p in params))
     out = np.zeros((len(chunks), R + 1), dtype=np.float64)
     if params:
-        _launch(k, params, grads, states, steps, hyper, gmul, out=out)
+        _launch(k, params, grads, states, steps, hyper, gmul, out=out, meta=meta)
     sums = np.zeros((len(params), R + 1), dtype=np.float64)
     np.add.at(sums, chunks[:, 0], out)
     return torch.from_numpy(sums)

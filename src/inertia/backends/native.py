@@ -45,13 +45,16 @@ namespace {
 
 using Kernel = void (*)(const int64_t*, int64_t, int64_t);
 // The layout of the argument array the generated kernels read (numba_cpu.ARGS).
-enum Arg { TENSORS, TABLE, SIZES, CHUNKS, N_CHUNKS, HYPER, INPUTS, OUT, GMUL, SKIP, WIDTH, N_ARGS };
+enum Arg { TENSORS, TABLE, SIZES, CHUNKS, N_CHUNKS, HYPER, INPUTS, OUT, GMUL, SKIP, WIDTH, META,
+           N_ARGS };
 
 using Finish = void (*)(const int64_t*);
 // slots: state tensors per parameter; the last `scalars` of them are per-tensor float32
-// scalars (read during the sweep, written by `finish` after it)
+// scalars (read during the sweep, written by `finish` after it). block > 0: the state is in
+// 8-bit blocks of that many elements (per slot: uint8 codes, then float32 scales). meta: the
+// kernel reads the per-tensor int64 table (row width, shard offset, random stream key).
 struct Entry { Kernel fn; Finish finish; int64_t slots; int64_t scalars; c10::ScalarType param;
-               c10::ScalarType state; };
+               c10::ScalarType state; int64_t block; bool meta; };
 std::mutex mu;
 std::unordered_map<std::string, Entry>& kernels() {
   static std::unordered_map<std::string, Entry> table;
@@ -59,11 +62,11 @@ std::unordered_map<std::string, Entry>& kernels() {
 }
 
 void register_kernel(std::string name, int64_t address, int64_t finish, int64_t slots,
-                     int64_t scalars, int64_t param, int64_t state) {
+                     int64_t scalars, int64_t param, int64_t state, int64_t block, bool meta) {
   std::lock_guard<std::mutex> lock(mu);
   kernels()[name] = Entry{reinterpret_cast<Kernel>(address), reinterpret_cast<Finish>(finish),
                           slots, scalars, static_cast<c10::ScalarType>(param),
-                          static_cast<c10::ScalarType>(state)};
+                          static_cast<c10::ScalarType>(state), block, meta};
 }
 
 Entry find(const std::string& name) {
@@ -84,8 +87,44 @@ bool flat(const at::Tensor& x, const at::Tensor& p) {
   return x.strides() == p.strides() && (x.is_contiguous() || x.is_non_overlapping_and_dense());
 }
 
+// 8-bit state of tensor t: per slot uint8 codes shaped like p and float32 scales, one per
+// block of each row (rows along dim 0); with meta, p's row width. Else a kernel would index
+// past the scales.
+void check_blocks(const Entry& k, int64_t t, const at::Tensor& p, at::TensorList states,
+                  const at::Tensor* meta) {
+  TORCH_CHECK_TYPE(p.is_contiguous(), "Invalid parameter ", t, ": 8-bit state needs row-major parameters");
+  const int64_t n = p.numel();
+  const int64_t rows = p.dim() >= 2 ? p.size(0) : 1;
+  const int64_t width = rows ? n / rows : 0;
+  const int64_t nb = (width + k.block - 1) / k.block;
+  if (meta != nullptr)
+    TORCH_CHECK_VALUE(meta->data_ptr<int64_t>()[3 * t] == std::max<int64_t>(width, 1),
+                      "Invalid meta for tensor ", t, ": its row width is ", width);
+  const int64_t K = k.slots, coded = K - k.scalars;
+  for (int64_t j = 0; j < coded; j += 2) {
+    const at::Tensor& codes = states[t * K + j];
+    const at::Tensor& scales = states[t * K + j + 1];
+    TORCH_CHECK_VALUE(codes.scalar_type() == at::kByte && codes.numel() == n && codes.is_contiguous()
+                      && codes.device().is_cpu(), "Invalid state slot ", j, " of tensor ", t, ": ",
+                      codes.scalar_type(), " ", shape(codes.sizes()), "; the kernel needs uint8 codes shaped ",
+                      shape(p.sizes()));
+    TORCH_CHECK_VALUE(scales.scalar_type() == at::kFloat && scales.numel() == rows * nb
+                      && scales.is_contiguous() && scales.device().is_cpu(), "Invalid state slot ", j + 1,
+                      " of tensor ", t, ": ", scales.scalar_type(), " ", shape(scales.sizes()),
+                      "; the kernel needs float32 scales of shape (", rows, ", ", nb, ")");
+  }
+}
+
 void check(const Entry& k, at::TensorList params, at::TensorList grads, at::TensorList states,
-           at::TensorList steps) {
+           at::TensorList steps, const c10::optional<at::Tensor>& meta = c10::nullopt) {
+  const at::Tensor* table = nullptr;
+  if (meta.has_value()) {
+    TORCH_CHECK_VALUE(meta->scalar_type() == at::kLong && meta->is_contiguous() && meta->dim() == 2
+                      && meta->size(0) == static_cast<int64_t>(params.size()) && meta->size(1) == 3
+                      && meta->device().is_cpu(), "inertia: meta must be a contiguous int64 CPU "
+                      "tensor of shape (tensors, 3)");
+    table = &*meta;
+  }
   const int64_t T = params.size(), K = k.slots;
   TORCH_CHECK_VALUE(static_cast<int64_t>(grads.size()) == T && static_cast<int64_t>(steps.size()) == T
                     && static_cast<int64_t>(states.size()) == T * K,
@@ -105,8 +144,10 @@ void check(const Entry& k, at::TensorList params, at::TensorList grads, at::Tens
     const at::Tensor& s = steps[t];
     TORCH_CHECK_TYPE(s.scalar_type() == at::kFloat && s.numel() == 1 && s.device().is_cpu(),
                      "Invalid step ", t, ": a float32 CPU scalar is needed");
+    if (k.block > 0) check_blocks(k, t, p, states, table);
     for (int64_t j = 0; j < K; ++j) {
       const at::Tensor& x = states[t * K + j];
+      if (k.block > 0 && j < K - k.scalars) continue;  // checked by check_blocks
       if (j >= K - k.scalars) {
         TORCH_CHECK_VALUE(x.numel() == 1 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
                           "Invalid scalar state slot ", j, " of tensor ", t,
@@ -182,9 +223,10 @@ void fused_apply(std::string kernel, at::TensorList params, at::TensorList grads
                  at::TensorList steps, const at::Tensor& hyper, const c10::optional<at::Tensor>& inputs,
                  const c10::optional<at::Tensor>& skip, const at::Tensor& gmul,
                  const c10::optional<at::Tensor>& found_inf, const at::Tensor& bad,
-                 const at::Tensor& met) {
+                 const at::Tensor& met, const c10::optional<at::Tensor>& meta) {
   const Entry k = find(kernel);
-  check(k, params, grads, states, steps);
+  TORCH_CHECK_VALUE(!k.meta || meta.has_value(), "inertia::fused_apply: kernel ", kernel, " needs meta");
+  check(k, params, grads, states, steps, meta);
   TORCH_CHECK(bad.scalar_type() == at::kLong && bad.numel() == static_cast<int64_t>(params.size())
               && bad.is_contiguous(), "inertia: bad must be an int64 tensor with one entry per tensor");
   TORCH_CHECK(met.scalar_type() == at::kLong && met.numel() == 1 && met.device().is_cpu(),
@@ -192,6 +234,7 @@ void fused_apply(std::string kernel, at::TensorList params, at::TensorList grads
   if (found_inf.has_value() && found_inf->item<double>() != 0) return;  // AMP: skip the step
   if (params.empty()) return;
   Call call(k, params, grads, states, steps, hyper, gmul);
+  if (meta.has_value()) call.args[META] = reinterpret_cast<int64_t>(meta->data_ptr());
   at::Tensor in, sk;
   if (inputs.has_value()) {
     in = inputs->to(at::kDouble).contiguous();
@@ -225,13 +268,16 @@ void fused_apply(std::string kernel, at::TensorList params, at::TensorList grads
 
 at::Tensor fused_reduce(std::string kernel, at::TensorList params, at::TensorList grads,
                         at::TensorList states, at::TensorList steps, const at::Tensor& hyper,
-                        const at::Tensor& gmul, int64_t reductions) {
+                        const at::Tensor& gmul, int64_t reductions,
+                        const c10::optional<at::Tensor>& meta) {
   const Entry k = find(kernel);
-  check(k, params, grads, states, steps);
+  TORCH_CHECK_VALUE(!k.meta || meta.has_value(), "inertia::fused_reduce: kernel ", kernel, " needs meta");
+  check(k, params, grads, states, steps, meta);
   const int64_t W = reductions + 1;
   at::Tensor sums = at::zeros({static_cast<int64_t>(params.size()), W}, at::dtype(at::kDouble));
   if (params.empty()) return sums;
   Call call(k, params, grads, states, steps, hyper, gmul);
+  if (meta.has_value()) call.args[META] = reinterpret_cast<int64_t>(meta->data_ptr());
   std::vector<double> out(call.n_chunks() * W, 0.0);
   call.args[OUT] = reinterpret_cast<int64_t>(out.data());
   call.run(k.fn);
@@ -245,10 +291,10 @@ at::Tensor fused_reduce(std::string kernel, at::TensorList params, at::TensorLis
 
 TORCH_LIBRARY(inertia_native, m) {
   m.def("register_kernel(str name, int address, int finish, int slots, int scalars, int param, "
-        "int state) -> ()", &register_kernel);
+        "int state, int block, bool meta) -> ()", &register_kernel);
   m.def("set_parallel_min(int elements) -> int", &set_parallel_min);
   m.def("fused_reduce(str kernel, Tensor[] params, Tensor[] grads, Tensor[] states, Tensor[] steps, "
-        "Tensor hyper, Tensor gmul, int reductions) -> Tensor", &fused_reduce);
+        "Tensor hyper, Tensor gmul, int reductions, Tensor? meta) -> Tensor", &fused_reduce);
 }
 
 void fused_check(std::string kernel, at::TensorList params, at::TensorList grads,
@@ -264,7 +310,7 @@ TORCH_LIBRARY_IMPL(inertia, CPU, m) {
 
 _state = {"loaded": None}
 _lock = threading.Lock()
-_DTYPES = {torch.float32: 6, torch.float64: 7, torch.bfloat16: 15}  # c10::ScalarType codes
+_DTYPES = {torch.float32: 6, torch.float64: 7, torch.bfloat16: 15, torch.uint8: 0}  # c10 codes
 
 
 def load() -> bool:
@@ -296,11 +342,11 @@ def _build() -> bool:
         return False
     from .ops import _lib
 
-    def reduce_impl(kernel, params, grads, states, steps, hyper, gmul):
+    def reduce_impl(kernel, params, grads, states, steps, hyper, gmul, meta=None):
         from .ops import KERNELS
 
         return torch.ops.inertia_native.fused_reduce(kernel, params, grads, states, steps, hyper,
-                                                     gmul, KERNELS[kernel].reductions)
+                                                     gmul, KERNELS[kernel].reductions, meta)
 
     _lib.impl("fused_reduce", reduce_impl, "CPU")
     return True
@@ -322,6 +368,7 @@ def _extensions_root() -> str:
 def register(name: str, kernel) -> None:
     """Tell the runner the C entry point of generated kernel ``name``."""
     finish = kernel.finish_address if kernel.phase == "apply" else 0
+    state = torch.uint8 if kernel.block else kernel.sdtype  # 8-bit blocks: checked apart
     torch.ops.inertia_native.register_kernel(name, kernel.address, finish, len(kernel.slots),
                                             kernel.scalar_slots, _DTYPES[kernel.pdtype],
-                                            _DTYPES[kernel.sdtype])
+                                            _DTYPES[state], kernel.block, kernel.needs_meta)

@@ -5,7 +5,7 @@ implementation, so that dynamo puts them in the graph as they are (no graph brea
 recompilation when a learning rate changes: hyperparameters arrive as a tensor):
 
 ``inertia::fused_apply(kernel, params!, grads, states!, steps!, hyper, inputs?, skip?,
-gmul, found_inf?, bad!, met!)``
+gmul, found_inf?, bad!, met!, meta?)``
     One pass of a generated kernel over every tensor: reads each gradient (times ``gmul``,
     which holds the sign for ``maximize``, 1/``grad_scale`` under AMP and the clipping
     coefficient), updates parameters and state in place, then advances each step counter.
@@ -14,9 +14,11 @@ gmul, found_inf?, bad!, met!)``
     per-tensor flags (tensors the guard refuses), ``bad`` receives per-tensor counts of
     blocks the non-finite guard skipped (plus ``skip``), and ``met``, a 0-d int64 flag
     shared by every call of a step, is set to 1 if any was. A non-zero ``found_inf`` skips
-    the whole step.
+    the whole step. ``meta`` (int64, one row per tensor: row width, the shard's offset in
+    the whole tensor, the random stream's key) is what kernels for 8-bit state or
+    stochastic rounding need beyond the tensors; the others take None.
 
-``inertia::fused_reduce(kernel, params, grads, states, steps, hyper, gmul) -> Tensor``
+``inertia::fused_reduce(kernel, params, grads, states, steps, hyper, gmul, meta?) -> Tensor``
     The first pass of a rule with norms: per tensor, the sums of squares of each norm's
     argument and a non-finite flag, float64, shape ``(T, R + 1)``.
 
@@ -43,10 +45,10 @@ _lib = torch.library.Library("inertia", "DEF")
 _lib.define(
     "fused_apply(str kernel, Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] states, "
     "Tensor(c!)[] steps, Tensor hyper, Tensor? inputs, Tensor? skip, Tensor gmul, "
-    "Tensor? found_inf, Tensor(d!) bad, Tensor(e!) met) -> ()")
+    "Tensor? found_inf, Tensor(d!) bad, Tensor(e!) met, Tensor? meta=None) -> ()")
 _lib.define(
     "fused_reduce(str kernel, Tensor[] params, Tensor[] grads, Tensor[] states, "
-    "Tensor[] steps, Tensor hyper, Tensor gmul) -> Tensor")
+    "Tensor[] steps, Tensor hyper, Tensor gmul, Tensor? meta=None) -> Tensor")
 _lib.define(
     "fused_check(str kernel, Tensor[] params, Tensor[] grads, Tensor[] states, "
     "Tensor[] steps) -> ()")
@@ -59,7 +61,7 @@ _lock = threading.Lock()
 
 @torch.library.register_fake("inertia::fused_apply", lib=_lib)
 def _apply_fake(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad,
-                met):
+                met, meta=None):
     return None
 
 
@@ -69,7 +71,7 @@ def _check_fake(kernel, params, grads, states, steps):
 
 
 @torch.library.register_fake("inertia::fused_reduce", lib=_lib)
-def _reduce_fake(kernel, params, grads, states, steps, hyper, gmul):
+def _reduce_fake(kernel, params, grads, states, steps, hyper, gmul, meta=None):
     width = KERNELS[kernel].reductions + 1 if kernel in KERNELS else 1
     return params[0].new_empty((len(params), width), dtype=torch.float64)
 

@@ -10,6 +10,12 @@ Conventions shared with the kernels: the gradient is multiplied by ``gmul`` (the
 step, hence bias corrections, and norms) are float64, elementwise arithmetic happens in
 the compute dtype (float64 if parameter or state is float64, else float32), a complex
 tensor is its real view, and the step count advances after the update.
+
+Compact storage (:mod:`.quantize`), exactly as the kernels do it: state stored in 8-bit
+blocks is decoded before the rule runs and the rule's new values (still in the compute
+dtype: a two-pass rule's norms see them unrounded) are encoded after it; a bfloat16
+parameter with stochastic rounding takes its new value rounded with the counter-based
+random bits of its elements.
 """
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ import torch
 from torch import Tensor
 
 from ..rules.transforms import Transform
+from . import quantize as Q
+from .layout import like, local, positions
 
 
 def compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
@@ -35,7 +43,8 @@ def _real(x: Tensor) -> Tensor:
 
 def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step: Tensor,
           gmul: Any, lazy: bool = False, keep: Tensor | None = None,
-          advance: Tensor | None = None) -> None:
+          advance: Tensor | None = None, block: int = Q.DEFAULT_BLOCK,
+          rounding: tuple[int, int] | None = None) -> None:
     """One step of ``rule`` for parameter ``p``: updates ``p``, ``state`` and ``step`` in place.
 
     ``grad`` may be sparse (COO, coalesced): densified, or with ``lazy`` only the rows it
@@ -44,6 +53,11 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step:
     in place. ``keep`` (a 0-d bool tensor) writes the new values only where it holds, with
     no host synchronisation: the non-finite guard of this path (whole tensors). The step
     count advances by ``advance`` (default 1).
+
+    State ``key`` with scales ``key + "_absmax"`` is in 8-bit blocks of ``block`` elements.
+    ``rounding``: ``(tensor key, offset)`` rounds a bfloat16 ``p`` stochastically with the
+    stream of that key (:func:`.quantize.tensor_key`), its elements numbered from ``offset``
+    (the shard's first element in the whole tensor).
     """
     if grad.is_sparse and not lazy:
         grad = grad.to_dense()
@@ -52,8 +66,13 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step:
         grad = _real(grad.to_dense() if grad.is_sparse else grad)
         p = _real(p)
         state = {k: _real(v) for k, v in state.items()}
-    state = {k: v for k, v in state.items() if k != "step"}
-    cd = compute_dtype(p.dtype, *(v.dtype for v in state.values() if isinstance(v, Tensor)))
+    coded = {k for k in state if Q.scale_key(k) in state}
+    stored = state
+    state = {k: v for k, v in state.items() if k != "step" and not Q.is_scale(k, state)}
+    cd = compute_dtype(p.dtype, *(v.dtype for k, v in state.items()
+                                  if isinstance(v, Tensor) and k not in coded))
+    if coded:
+        state = {k: (_decode(stored, k, block) if k in coded else v) for k, v in state.items()}
     record = torch.is_grad_enabled()
     counter = step
     step = counter.to(torch.float64) + 1
@@ -76,6 +95,10 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step:
     if keep is not None:
         old = {None: param, **{k: current[k] for k in changed}}
         new = {k: torch.where(keep, v, old[k]) for k, v in new.items()}
+    if rounding is not None and p.dtype == torch.bfloat16:
+        new[None] = _stochastic(p, new[None], rounding, step, rows)
+    for key in coded & new.keys():
+        _encode(stored, key, new.pop(key), block, keep)
     if rows is None:
         p.copy_(new.pop(None))
         for key, value in new.items():
@@ -127,3 +150,38 @@ def apply_many(rule: Transform, params: list, grads: list, states: list, steps: 
             state[key].copy_(value)
         counter = steps[i]
         counter.add_(1 if advance is None else advance.to(counter.device, counter.dtype))
+
+
+def _decode(state: dict, key: str, block: int) -> Tensor:
+    codes = state[key]
+    values = Q.dequantize(local(codes), local(state[Q.scale_key(key)]), key, block)
+    return like(codes, values, tuple(codes.shape))
+
+
+def _encode(state: dict, key: str, value: Tensor, block: int, keep: Tensor | None) -> None:
+    """Store ``value`` as ``state[key]``'s codes and scales (only where ``keep`` holds)."""
+    scale = Q.scale_key(key)
+    codes, scales = Q.quantize(local(value).detach(), key, block)
+    if keep is not None:
+        codes = torch.where(local(keep), codes, local(state[key]))
+        scales = torch.where(local(keep), scales, local(state[scale]))
+    local(state[key]).copy_(codes)
+    local(state[scale]).copy_(scales)
+
+
+def _stochastic(p: Tensor, value: Tensor, rounding: tuple[int, int], step: Tensor,
+                rows) -> Tensor:
+    """``value`` (the new ``p``) rounded to bfloat16 stochastically: the bits of its
+    elements from the stream of ``rounding``'s key at this step (see :mod:`.quantize`)."""
+    key, offset = rounding
+    o = Q.TorchOps
+    part = local(value).to(torch.float32)
+    index = positions(local(p)).to(part.device)
+    if rows is not None:
+        index = index[rows]
+    index = index + offset
+    k = Q.step_key(o, o.u32(torch.tensor(key)), o.u32(local(step).to(torch.int64).reshape(())))
+    r = Q.random_bits(o, k, o.u32(index & Q.MASK32), o.u32(index >> 32))
+    bits = Q.round_bf16_stochastic(o, part, r).t
+    rounded = torch.where(bits >= 2 ** 15, bits - 2 ** 16, bits).to(torch.int16).view(torch.bfloat16)
+    return like(value, rounded, tuple(value.shape)) if rows is None else rounded

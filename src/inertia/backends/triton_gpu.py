@@ -28,6 +28,7 @@ import os
 import torch
 
 from . import cache
+from . import quantize as Q
 from .graph import RuleGraph, topological
 
 try:
@@ -73,13 +74,29 @@ def _literal(x: float) -> str:
     return repr(float(x))
 
 
-def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtype,
-           guard: bool) -> str:
-    """The Python source of one Triton kernel module (``"apply"`` or ``"reduce"``)."""
+def _inline(algorithm, *names: str) -> str:
+    """The text of one of :mod:`.quantize`'s algorithms applied to the variables ``names``
+    (written by :class:`.quantize.TextOps`; inlined: the interpreter pays for every call of
+    a jit function)."""
+    o = Q.TextOps
+    return algorithm(o, *(o.var(n) for n in names)).s
+
+
+def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype, guard: bool,
+           stochastic: bool = False) -> str:
+    """The Python source of one Triton kernel module (``"apply"`` or ``"reduce"``).
+
+    ``sdtype``: the state's dtype, or :class:`.quantize.Blockwise` (8-bit blocks: one
+    program's loop visits the blocks that start in its chunk, a block of ``block`` elements
+    being one vector: decoded, updated, its absmax a vector maximum, encoded).
+    ``stochastic``: bfloat16 parameters are stored with stochastic rounding."""
     from .numba_cpu import compute_dtype
 
-    cd = "tl.float64" if compute_dtype(pdtype, sdtype) == torch.float64 else "tl.float32"
+    blockwise = isinstance(sdtype, Q.Blockwise)
+    cd = "tl.float64" if compute_dtype(
+        pdtype, torch.float32 if blockwise else sdtype) == torch.float64 else "tl.float32"
     reduce = phase == "reduce"
+    stochastic = stochastic and pdtype == torch.bfloat16 and not reduce
     roots = [r.args[0] for r in graph.reductions] if reduce else [
         v for k, v in graph.outputs.items() if k not in graph.scalars]
     order = topological(graph, roots)
@@ -132,6 +149,11 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
                 elem_lines.append(f"{var} = {load('g_ptr', pdtype)} * gm")
             elif n.name == "param":
                 elem_lines.append(f"{var} = {load('p_ptr', pdtype)}")
+            elif blockwise:  # decoded as read: the byte times the block's factor
+                j, code = slot[n.name], Q.code_for(n.name)
+                elem_lines.append(f"c{var} = tl.load(s{2 * j} + i, mask=m, other=0).to(tl.uint32)")
+                elem_lines.append(f"{var} = ({_inline(lambda o, c: Q.decode(o, code, c), 'c' + var)}"
+                                  f" * f{j}).to({cd})")
             else:
                 elem_lines.append(f"{var} = {load(f's{slot[n.name]}', sdtype)}")
         elif n.kind == "elem":
@@ -143,25 +165,59 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
         body = [f"acc{j} += tl.where(m, {elem_ref(r.args[0])}.to(tl.float64) * "
                 f"{elem_ref(r.args[0])}.to(tl.float64), 0.0)" for j, r in enumerate(graph.reductions)]
     else:
-        body = [store("p_ptr", pdtype, elem_ref(graph.outputs["param"]))]
-        body += [store(f"s{slot[k]}", sdtype, elem_ref(graph.outputs[k])) for k in graph.written]
-    ncol = 3 + len(graph.slots) + len(graph.scalars)
-    K = len(graph.slots)
+        new_p = elem_ref(graph.outputs["param"])
+        if stochastic:  # the element's random bits: its index in the whole tensor, this key
+            body = [f"xs = ({new_p}).to(tl.float32)", "ix = moff + i",
+                    "lo = (ix & 0xFFFFFFFF).to(tl.uint32)", "hi = (ix >> 32).to(tl.uint32)",
+                    "rb = " + _inline(Q.random_bits, "skey", "lo", "hi"),
+                    f"tl.store(p_ptr + i, ({_inline(Q.round_bf16_stochastic, 'xs', 'rb')})"
+                    ".to(tl.uint16), mask=w)"]
+        else:
+            body = [store("p_ptr", pdtype, new_p)]
+        for k in graph.written:
+            if blockwise:  # the block's new values: absmax, then encoded with it
+                j, code = slot[k], Q.code_for(k)
+                body += [f"n{j} = ({elem_ref(graph.outputs[k])}).to(tl.float32)",
+                         f"A{j} = tl.max(tl.where(m, {_inline(Q.magnitude_bits, f'n{j}')}, 0), "
+                         "axis=0).to(tl.float32, bitcast=True)",
+                         f"I{j} = tl.where(A{j} > 0, tl.math.div_rn(tl.full([], {code.fmax!r}, "
+                         f"tl.float32), A{j}), 0.0)",
+                         f"e{j} = n{j} * I{j}",
+                         f"tl.store(s{2 * j} + i, ({_inline(lambda o, y: Q.encode(o, code, y), f'e{j}')})"
+                         ".to(tl.uint8), mask=w)",
+                         f"tl.store(s{2 * j + 1} + jb, A{j}, mask=keep)"]
+            else:
+                body.append(store(f"s{slot[k]}", sdtype, elem_ref(graph.outputs[k])))
+    K = 2 * len(graph.slots) if blockwise else len(graph.slots)
+    ncol = 3 + K + len(graph.scalars)
     ptype = "tl.uint16" if pdtype == torch.bfloat16 else _TL[pdtype]
-    stype = "tl.uint16" if sdtype == torch.bfloat16 else _TL[sdtype]
-    slot_lines = "\n".join(f"    s{j} = tl.load(table + t * {ncol} + {3 + j}).to(tl.pointer_type({stype}))"
-                           for j in range(len(graph.slots)))
+    if blockwise:
+        slot_lines = "\n".join(
+            f"    s{2 * j} = tl.load(table + t * {ncol} + {3 + 2 * j}).to(tl.pointer_type(tl.uint8))"
+            f"\n    s{2 * j + 1} = tl.load(table + t * {ncol} + {4 + 2 * j})"
+            f".to(tl.pointer_type(tl.float32))" for j in range(len(graph.slots)))
+    else:
+        stype = "tl.uint16" if sdtype == torch.bfloat16 else _TL[sdtype]
+        slot_lines = "\n".join(
+            f"    s{j} = tl.load(table + t * {ncol} + {3 + j}).to(tl.pointer_type({stype}))"
+            for j in range(len(graph.slots)))
     hyper_lines = "\n".join(f"    h{j} = tl.load(hyper + {j})" for j in range(len(graph.hypers)))
     hyper_lines += "".join(
         f"\n    ss{j} = tl.load(tl.load(table + t * {ncol} + {3 + K + j})"
         f".to(tl.pointer_type(tl.float32))).to(tl.float64)" for j in range(len(graph.scalars)))
+    if stochastic:
+        hyper_lines += ("\n    moff = tl.load(meta + t * 3 + 1)"
+                        "\n    tkey = tl.load(meta + t * 3 + 2).to(tl.uint32)"
+                        "\n    tstep = stp.to(tl.uint32)"
+                        f"\n    skey = {_inline(Q.step_key, 'tkey', 'tstep')}")
     ind = "        "
     loop = "\n".join(ind + line for line in elem_lines + body)
     scalars = "\n".join("    " + line for line in scalar_lines)
     raw_g = ("bf16_load(g_ptr + i, m)" if pdtype == torch.bfloat16
              else "tl.load(g_ptr + i, mask=m, other=0)")
     if reduce:
-        head = "\n".join(f"    acc{j} = tl.zeros([BLOCK], dtype=tl.float64)" for j in range(R))
+        width = "QB" if blockwise else "BLOCK"
+        head = "\n".join(f"    acc{j} = tl.zeros([{width}], dtype=tl.float64)" for j in range(R))
         head += "\n    nbad = tl.full([], 0, tl.int32)"
         check = f"""\
         graw = {raw_g}
@@ -176,18 +232,48 @@ def source(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtyp
         graw = {raw_g}
         bad = tl.sum(tl.where(m & ((graw != graw) | (tl.abs(graw) == float("inf"))), 1, 0), axis=0)
         w = m & ((i * 0 + bad) == 0)
+        keep = bad == 0
         blocks += (bad > 0).to(tl.int64)"""
         tail = "    tl.atomic_add(out + t, blocks, mask=blocks > 0)"
     else:
-        head, check, tail = "", "        w = m", ""
+        head, check, tail = "", "        w = m\n        keep = n >= 0", ""
     skip = "    if HAS_SKIP:\n        if tl.load(skip + t) != 0:\n            return\n" if (
         graph.reductions and not reduce) else ""
+    if blockwise:
+        factors = "".join(f"\n        f{slot[k]} = tl.math.div_rn(tl.load(s{2 * slot[k] + 1} + jb), "
+                          f"tl.full([], {Q.code_for(k).fmax!r}, tl.float32))" for k in graph.slots)
+        sweep = f"""\
+    W = tl.load(meta + t * 3)
+    nb = (W + QB - 1) // QB
+    stop = tl.minimum(start + CHUNK, n)
+    jlo = (start // W) * nb + (start % W + QB - 1) // QB
+    jhi = (stop // W) * nb + (stop % W + QB - 1) // QB
+{head}
+    for jb in range(jlo, jhi):
+        r = jb // nb
+        bl = r * W + (jb - r * nb) * QB
+        i = bl + tl.arange(0, QB)
+        m = (i < tl.minimum(bl + QB, r * W + W)) & (i < n)
+{check}{factors}
+{loop}
+{tail}"""
+    else:
+        sweep = f"""\
+{head}
+    for off in range(0, CHUNK, BLOCK):
+        i = start + off + tl.arange(0, BLOCK)
+        m = i < n
+{check}
+{loop}
+{tail}"""
+    consts = f"QB = tl.constexpr({sdtype.block})\n" if blockwise else ""
     return f'''\
 # Generated by inertia.backends.triton_gpu from rule graph {graph.key} ({phase} pass).
 # Do not edit: the cache key is this text's hash.
 import triton
 import triton.language as tl
 
+{consts}
 
 @triton.jit
 def bf16_load(ptr, m):
@@ -204,7 +290,7 @@ def bf16_store(ptr, x, m):
 
 
 @triton.jit
-def kernel(table, sizes, chunk_t, chunk_start, hyper, inputs, out, gmul, skip, found_inf,
+def kernel(table, sizes, chunk_t, chunk_start, hyper, inputs, out, gmul, skip, found_inf, meta,
            HAS_FOUND_INF: tl.constexpr, HAS_SKIP: tl.constexpr, CHUNK: tl.constexpr,
            BLOCK: tl.constexpr):
     k = tl.program_id(0)
@@ -221,13 +307,7 @@ def kernel(table, sizes, chunk_t, chunk_start, hyper, inputs, out, gmul, skip, f
 {hyper_lines}
     gm = tl.load(gmul).to({cd})
 {scalars}
-{head}
-    for off in range(0, CHUNK, BLOCK):
-        i = start + off + tl.arange(0, BLOCK)
-        m = i < n
-{check}
-{loop}
-{tail}
+{sweep}
 {_finish_source(graph, ncol) if not reduce else ""}'''
 
 
@@ -274,22 +354,28 @@ def finish(table, hyper, found_inf, HAS_FOUND_INF: tl.constexpr):
 class Kernel:
     """One Triton kernel and what it expects (named by the hash of its source)."""
 
-    def __init__(self, module, graph: RuleGraph, phase: str, pdtype, sdtype, guard: bool):
+    def __init__(self, module, graph: RuleGraph, phase: str, pdtype, sdtype, guard: bool,
+                 stochastic: bool = False):
         self.name = "t" + module.__name__.rsplit(".", 1)[-1]
         self.fn = module.kernel
         self.finish = getattr(module, "finish", None)
-        self.slots = graph.all_slots
+        self.block = sdtype.block if isinstance(sdtype, Q.Blockwise) else 0
+        #: the state tensors of each parameter, in table order (8-bit: codes, scales, ...)
+        self.slots = (tuple(x for k in graph.slots for x in (k, Q.scale_key(k))) + graph.scalars
+                      if self.block else graph.all_slots)
         self.scalar_slots = len(graph.scalars)
         self.reductions = len(graph.reductions)
         self.phase, self.pdtype, self.sdtype, self.guard = phase, pdtype, sdtype, guard
+        self.stochastic = stochastic and pdtype == torch.bfloat16 and phase != "reduce"
+        self.needs_meta = bool(self.block) or self.stochastic
 
 
-def kernel(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype: torch.dtype,
-           guard: bool) -> Kernel:
+def kernel(graph: RuleGraph, phase: str, pdtype: torch.dtype, sdtype, guard: bool,
+           stochastic: bool = False) -> Kernel:
     """The kernel for these choices (written on first use; Triton compiles at first launch)."""
-    text = source(graph, phase, pdtype, sdtype, guard)
+    text = source(graph, phase, pdtype, sdtype, guard, stochastic)
     return cache.compiled(text, lambda module: Kernel(module, graph, phase, pdtype, sdtype,
-                                                      guard))
+                                                      guard, stochastic))
 
 
 # ----------------------------------------------------------------------------- launching
@@ -346,7 +432,7 @@ def _address_table(params, grads, states, steps, K: int, device):
     return hit[0]
 
 
-def check(k: Kernel, params, grads, states, steps) -> None:
+def check(k: Kernel, params, grads, states, steps, meta=None) -> None:
     """Refuse, before anything is written, a tensor the kernel would read out of bounds."""
     from .layout import flat
 
@@ -364,8 +450,13 @@ def check(k: Kernel, params, grads, states, steps) -> None:
                                 f"takes {k.pdtype} tensors laid out like the parameter")
         if s.dtype != torch.float32 or s.numel() != 1 or s.device != p.device:
             raise TypeError(f"Invalid step {t}: a float32 scalar on {p.device} is needed")
+        if k.block:  # (meta's widths are read on the CPU only: on a GPU that would sync)
+            Q.check_blocks(k, t, p, states[t * K:(t + 1) * K - k.scalar_slots],
+                           meta if meta is not None and meta.device.type == "cpu" else None)
         for j in range(K):
             x = states[t * K + j]
+            if k.block and j < K - k.scalar_slots:
+                continue  # checked above
             if j >= K - k.scalar_slots:  # per-tensor scalar state: one float32
                 if x.numel() != 1 or x.dtype != torch.float32 or x.device != p.device:
                     raise ValueError(f"Invalid state {k.slots[j]!r} of tensor {t}: a float32 "
@@ -378,7 +469,8 @@ def check(k: Kernel, params, grads, states, steps) -> None:
                                  f"{tuple(p.shape)} laid out like the parameter")
 
 
-def _launch(k: Kernel, params, grads, states, steps, hyper, gmul, inputs, skip, found_inf, out):
+def _launch(k: Kernel, params, grads, states, steps, hyper, gmul, inputs, skip, found_inf, out,
+            meta=None):
     device = params[0].device
     K = len(k.slots)
     # bf16 storage is addressed as 16-bit patterns (see the module docstring)
@@ -391,6 +483,7 @@ def _launch(k: Kernel, params, grads, states, steps, hyper, gmul, inputs, skip, 
     k.fn[(ct.numel(),)](table, sizes, ct, cs, hyper, dummy if inputs is None else inputs, out,
                         gmul, dummy if skip is None else skip,
                         dummy if found_inf is None else found_inf,
+                        dummy if meta is None else meta,
                         HAS_FOUND_INF=found_inf is not None, HAS_SKIP=skip is not None,
                         CHUNK=CHUNK, BLOCK=min(BLOCK, CHUNK))
     if k.finish is not None and k.phase != "reduce":  # per-tensor scalar state, after
@@ -398,12 +491,19 @@ def _launch(k: Kernel, params, grads, states, steps, hyper, gmul, inputs, skip, 
                                  HAS_FOUND_INF=found_inf is not None)
 
 
+def _needs(k: Kernel, meta, T: int, op: str):
+    if k.needs_meta and (meta is None or tuple(meta.shape) != (T, 3)):
+        raise ValueError(f"inertia::{op}: kernel {k.name} needs meta, one row per tensor")
+    return None if meta is None else meta.contiguous()
+
+
 def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul, found_inf, bad,
-                met):
+                met, meta=None):
     from .ops import KERNELS
 
     k = KERNELS[kernel]
-    check(k, params, grads, states, steps)
+    check(k, params, grads, states, steps, meta)
+    meta = _needs(k, meta, len(params), "fused_apply")
     if not params:
         return
     bad.zero_()
@@ -411,7 +511,7 @@ def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul,
     skip = None if skip is None else skip.to(torch.int64).contiguous()
     fi = None if found_inf is None else found_inf.reshape(1).to(torch.float32)
     _launch(k, params, grads, states, steps, hyper, gmul.reshape(1).to(torch.float64), inputs,
-            skip, fi, bad)
+            skip, fi, bad, meta)
     if skip is not None:
         bad.add_(skip)  # tensors the reduce pass refused were skipped whole
     torch.maximum(met, (bad > 0).any().to(met.dtype), out=met)
@@ -421,11 +521,12 @@ def fused_apply(kernel, params, grads, states, steps, hyper, inputs, skip, gmul,
         torch._foreach_add_(list(steps), (1.0 - (fi != 0).to(torch.float32)).reshape(()))
 
 
-def fused_reduce(kernel, params, grads, states, steps, hyper, gmul):
+def fused_reduce(kernel, params, grads, states, steps, hyper, gmul, meta=None):
     from .ops import KERNELS
 
     k = KERNELS[kernel]
-    check(k, params, grads, states, steps)
+    check(k, params, grads, states, steps, meta)
+    meta = _needs(k, meta, len(params), "fused_reduce")
     R = k.reductions
     device = params[0].device if params else hyper.device
     if not params:
@@ -433,7 +534,7 @@ def fused_reduce(kernel, params, grads, states, steps, hyper, gmul):
     sizes, ct, cs = _chunk_table(tuple(p.numel() for p in params), device)
     out = torch.zeros((ct.numel(), R + 1), dtype=torch.float64, device=device)
     _launch(k, params, grads, states, steps, hyper, gmul.reshape(1).to(torch.float64), None,
-            None, None, out)
+            None, None, out, meta)
     sums = torch.zeros((len(params), R + 1), dtype=torch.float64, device=device)
     sums.index_add_(0, ct, out)
     return sums

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..backends.layout import like, local  # noqa: F401 - a rank's shard, and back
+
 
 def _dtensor_type():
     try:
@@ -40,11 +42,6 @@ _DT = _dtensor_type()
 
 def is_dtensor(t: Any) -> bool:
     return _DT is not None and isinstance(t, _DT)
-
-
-def local(t: Tensor) -> Tensor:
-    """The part of ``t`` this rank holds (``t`` itself for a plain tensor)."""
-    return t._local_tensor if is_dtensor(t) else t
 
 
 def reduction_groups(p: Tensor) -> tuple:
@@ -101,3 +98,28 @@ def add_partitions(total_sq: Tensor, group: Any) -> Tensor:
 
     dist.all_reduce(total_sq, op=dist.ReduceOp.SUM, group=group)
     return total_sq
+
+
+def whole_rows(p: Any) -> bool:
+    """Whether each shard of ``p`` is a run of whole rows of the tensor (in row-major memory):
+    a plain tensor, or a DTensor sharded only along its first dimension (FSDP2's
+    ``Shard(0)``) and otherwise replicated. Blockwise state and stochastic rounding's element
+    indices are defined on whole rows, so they then do not depend on the sharding."""
+    if not is_dtensor(p):
+        return True
+    return all(pl.is_replicate() or (pl.is_shard() and pl.dim == 0 and type(pl).__name__ == "Shard")
+               for pl in p.placements)
+
+
+def global_offset(p: Any) -> int:
+    """The index, in the whole tensor's row-major order, of the first element of this rank's
+    shard of ``p`` (0 for a plain tensor). Only for shards of whole rows (:func:`whole_rows`)."""
+    if not is_dtensor(p):
+        return 0
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    _, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
+    row = 1
+    for size in p.shape[1:]:
+        row *= size
+    return int(offset[0]) * row if offset else 0

@@ -7,6 +7,13 @@ once, with the reason). It keeps the lists of parameters, state tensors and step
 the operators receive, the kernels' names, and the per-device buffers the step writes
 into (hyperparameters, non-finite counts), so a step only gathers the gradients.
 
+A bucket's kernel is generated for its storage: the parameter dtype (bfloat16 parameters
+with ``stochastic_rounding`` get their own kernel) and the state's (a dtype, or 8-bit blocks
+whose codes and scales are two tensors per state key, see :mod:`inertia.backends.quantize`).
+Kernels that need per-tensor facts beyond the tensors themselves (the row width of blocks,
+the shard's offset in the whole tensor and the random stream's key) get them in ``meta``, an
+int64 ``(tensors, 3)`` table made with the plan.
+
 A plan stays valid while the same parameters have gradients of the same kind, the group
 keeps its structure (the flags and the answers to the rule's guards) and the optimizer's
 state has not been replaced (``load_state_dict``, new state); otherwise the next step
@@ -25,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ..backends import ops
+from ..backends import quantize as Q
 from ..backends.graph import NotTraceable, RuleGraph, trace
 from ..backends.layout import flat
 from . import distributed as D
@@ -51,6 +59,9 @@ class Bucket:
     groups: tuple = ()         # per tensor: process groups its sums are added over (sharded)
     written: tuple | None = None  # (numbers, their pinned source) last copied into hyper
     met: Tensor | None = None  # the bucket's own step flag (used when not guarding)
+    slots: tuple = ()          # the state keys of each tensor, in the kernel's table order
+    state_start: int = 0       # where this bucket's states begin in the plan's flat list
+    meta: Tensor | None = None  # int64 (tensors, 3): row width, shard offset, stream key
 
 
 @dataclass(eq=False)
@@ -76,6 +87,7 @@ class Plan:
     batched: bool = False             # the reference tensors go through rule.many at once
     identity: bool = False            # every parameter, in group order, on the kernels
     constants: dict = field(default_factory=dict)  # (device, sign) -> 0-d float64 tensor
+    rounding: dict = field(default_factory=dict)  # group index -> (stream key, shard offset)
 
     def constant(self, device: torch.device, group: dict | None) -> Tensor:
         """The gradient's sign for ``maximize`` (1 without a group) as a float64 tensor on
@@ -166,6 +178,8 @@ _graphs: dict = {}
 def _kernel_reason(p: Tensor, g: Tensor, state: dict, slots: tuple, sdtype,
                    scalars: int = 0) -> str | None:
     real = p.real.dtype if p.is_complex() else p.dtype
+    if isinstance(sdtype, Q.Blockwise):
+        return _blockwise_reason(p, g, state, slots, sdtype, scalars)
     if real not in KERNEL_DTYPES or sdtype not in KERNEL_DTYPES:
         return f"{real} parameters or {sdtype} state have no kernel"
     if not flat(p, p):
@@ -183,6 +197,45 @@ def _kernel_reason(p: Tensor, g: Tensor, state: dict, slots: tuple, sdtype,
         if (value.real.dtype if value.is_complex() else value.dtype) != sdtype:
             return f"state {key!r} is {value.dtype}, not the group's state dtype"
     return None
+
+
+def _blockwise_reason(p: Tensor, g: Tensor, state: dict, slots: tuple, storage,
+                      scalars: int) -> str | None:
+    """Why 8-bit state of ``p`` cannot go to a kernel: blocks are rows of row-major memory."""
+    if p.dtype not in KERNEL_DTYPES:
+        return f"{p.dtype} parameters have no kernel"
+    if not (p.is_contiguous() and g.is_contiguous()):
+        return "8-bit state of a parameter or gradient not in row-major order"
+    rows, _, nb = Q.layout(tuple(p.shape), storage.block)
+    for key in slots[:len(slots) - scalars]:
+        codes, scales = state.get(key), state.get(Q.scale_key(key))
+        if codes is None or scales is None or codes.dtype != torch.uint8 \
+                or codes.shape != p.shape or not codes.is_contiguous():
+            return f"state {key!r} is not 8-bit codes shaped like its parameter"
+        if scales.dtype != torch.float32 or tuple(scales.shape) != (rows, nb) \
+                or not scales.is_contiguous():
+            return f"state {key!r} has no float32 block scales of shape {(rows, nb)}"
+    for key in slots[len(slots) - scalars:]:
+        value = state.get(key)
+        if value is None or value.dim() != 0 or value.dtype != torch.float32:
+            return f"scalar state {key!r} is not a float32 scalar"
+    return None
+
+
+def kernel_slots(graph: RuleGraph, sdtype) -> tuple[str, ...]:
+    """The state keys a kernel for ``sdtype`` storage addresses, in its table's order: each
+    elementwise slot (and, in 8-bit blocks, its scales), then the scalar slots."""
+    if not isinstance(sdtype, Q.Blockwise):
+        return graph.all_slots
+    return tuple(k for key in graph.slots for k in (key, Q.scale_key(key))) + graph.scalars
+
+
+def stream_key(group: dict[str, Any], position: int) -> int:
+    """The key of the random stream of the parameter at ``position`` in the optimizer."""
+    o = Q.TorchOps
+    key = Q.tensor_key(o, o.u32(torch.tensor(int(group["rounding_seed"]))),
+                       o.u32(torch.tensor(position)))
+    return int(key.t)
 
 
 def _rows_ok(graph: RuleGraph, p: Tensor, g: Tensor) -> bool:
@@ -204,7 +257,8 @@ def _backend(device: torch.device) -> str | None:
     return None
 
 
-def kernels(graph: RuleGraph, device: str, pdtype, sdtype, guard: bool):
+def kernels(graph: RuleGraph, device: str, pdtype, sdtype, guard: bool,
+            stochastic: bool = False):
     """(apply, reduce) kernel names for this choice, compiled and registered on first use."""
     if device == "cpu":
         from ..backends import numba_cpu as backend
@@ -213,7 +267,8 @@ def kernels(graph: RuleGraph, device: str, pdtype, sdtype, guard: bool):
     names = {}
     phases = (("apply",) if graph.outputs else ()) + (("reduce",) if graph.reductions else ())
     for phase in phases:
-        k = backend.kernel(graph, phase, pdtype, sdtype, guard)
+        k = backend.kernel(graph, phase, pdtype, sdtype, guard,
+                           stochastic=stochastic and phase == "apply")
         ops.register(k.name, k, device)
         names[phase] = k.name
     return names.get("apply"), names.get("reduce")
@@ -245,9 +300,21 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
     reference: list[int] = []
     rows: list[int] = []
     reasons: dict[str, int] = {}
+    # the parameters' positions in the optimizer: their random streams' keys
+    base = sum(len(g["params"]) for g in optimizer.param_groups[:index])
+    rounding: dict[int, tuple[int, int]] = {}
     for i in present:
         p, g = params[i], grads[i]
         state = S.ensure(optimizer, p, rule, group)
+        stochastic = group["stochastic_rounding"] and p.dtype == torch.bfloat16
+        if stochastic:
+            if not D.whole_rows(p):
+                raise ValueError(
+                    f"Invalid stochastic_rounding: True for a parameter of shape "
+                    f"{tuple(p.shape)} in parameter group {index} sharded as {p.placements} "
+                    "(the random stream numbers the elements of whole rows: shard along the "
+                    "first dimension only)")
+            rounding[i] = (stream_key(group, base + i), D.global_offset(p))
         if not fused or batched:
             reference.append(i)
             continue
@@ -264,11 +331,13 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
             if D.is_dtensor(p):  # kernels see this rank's shard
                 p, g, state = D.local(p), D.local(g), {k: D.local(v) for k, v in state.items()}
             if g.is_sparse and group["sparse"] == "lazy":
-                if backend == "cpu" and _rows_ok(graph, p, g) and _kernel_reason(
-                        p, p, state, graph.all_slots, sdtype, len(graph.scalars)) is None:
+                if backend == "cpu" and not stochastic and _rows_ok(graph, p, g) and \
+                        _kernel_reason(p, p, state, graph.all_slots, sdtype,
+                                       len(graph.scalars)) is None:
                     rows.append(i)
                     continue
-                reason = "lazy sparse update of a norm-based rule or of non-row indices"
+                reason = ("lazy sparse update of a norm-based rule, of non-row indices or "
+                          "with stochastic rounding")
             else:
                 reason = _kernel_reason(p, g, state, graph.all_slots, sdtype,
                                         len(graph.scalars))
@@ -277,7 +346,7 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
             reference.append(i)
             continue
         real = p.real.dtype if p.is_complex() else p.dtype
-        buckets.setdefault((p.device, real, sdtype), []).append(i)
+        buckets.setdefault((p.device, real, sdtype, stochastic), []).append(i)
     for reason, count in reasons.items():
         _fallback(optimizer, reason, index, count)
     if isinstance(graph, str):
@@ -285,8 +354,9 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
     order: list[int] = []
     plan_buckets: list[Bucket] = []
     hypers: dict[torch.device, Tensor] = {}
-    for (device, pdtype, sdtype), members in buckets.items():
-        apply, reduce = kernels(graph, device.type, pdtype, sdtype, guard)
+    states: list[Tensor] = []
+    for (device, pdtype, sdtype, stochastic), members in buckets.items():
+        apply, reduce = kernels(graph, device.type, pdtype, sdtype, guard, stochastic)
         clip_name = None
         if clip:
             clip_name = kernels(_grad_norm(), device.type, pdtype, pdtype, False)[1]
@@ -295,12 +365,23 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
                                          device=device)
         start = len(order)
         order.extend(members)
+        slots = kernel_slots(graph, sdtype)
+        meta = None
+        if isinstance(sdtype, Q.Blockwise) or stochastic:
+            block = sdtype.block if isinstance(sdtype, Q.Blockwise) else 1
+            meta = torch.tensor(
+                [(max(1, Q.layout(tuple(D.local(params[i]).shape), block)[1]),
+                  rounding[i][1] if stochastic else 0, rounding[i][0] if stochastic else 0)
+                 for i in members], dtype=torch.int64, device=device).reshape(len(members), 3)
         plan_buckets.append(Bucket(device, pdtype, sdtype, apply, reduce, len(graph.reductions),
                                    start, len(order), hypers[device],
                                    torch.zeros(len(members), dtype=torch.int64, device=device),
                                    clip_name,
                                    tuple(D.reduction_groups(params[i]) for i in members),
-                                   met=torch.zeros((), dtype=torch.int64, device=device)))
+                                   met=torch.zeros((), dtype=torch.int64, device=device),
+                                   slots=slots, state_start=len(states), meta=meta))
+        # (after ensure) the local shards of sharded (DTensor) parameters and state
+        states += [D.local(optimizer.state[params[i]][k]) for i in members for k in slots]
     row_jobs = []
     for i in rows:
         p = params[i]
@@ -314,10 +395,7 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
             device = params[i].device
             if (device, sign) not in constants:
                 constants[(device, sign)] = torch.tensor(sign, dtype=torch.float64, device=device)
-    slots = graph.all_slots if graph is not None else ()
     fused_params = [params[i] for i in order]
-    # (after ensure) the local shards of sharded (DTensor) parameters and state
-    states = [D.local(optimizer.state[p][k]) for p in fused_params for k in slots]
     return Plan(graph=graph, rule=rule, version=optimizer._state_version,
                 signature=signature(group), with_grad=present, order=order,
                 identity=order == list(range(len(params))),
@@ -329,7 +407,8 @@ def build(optimizer, group: dict[str, Any], index: int, grads: list, guard: bool
                 any_views=any(p.is_complex() for p in fused_params),
                 any_dense=any(grads[i].is_sparse for i in order),
                 any_dtensor=any(D.is_dtensor(p) for p in fused_params),
-                requested_reference=not fused, constants=constants, batched=batched)
+                requested_reference=not fused, constants=constants, batched=batched,
+                rounding={i: rounding[i] for i in reference if i in rounding})
 
 
 _grad_norm_graph: RuleGraph | None = None

@@ -209,7 +209,7 @@ def _run_buckets(optimizer, jobs: list[Job], norm_scale, amp_scale, skip_all, am
             lists = _bucket_lists(job, b)
             sums = None
             if b.reduce is not None:
-                sums = _op("fused_reduce", b.reduce, *lists, b.hyper, gmul)
+                sums = _op("fused_reduce", b.reduce, *lists, b.hyper, gmul, b.meta)
             calls.append((job.group, b, gmul, lists, sums))
     sharded = [(sums[i], b.groups[i]) for _, b, _, _, sums in calls if sums is not None
                for i in range(len(b.groups)) if b.groups[i]]
@@ -225,7 +225,8 @@ def _run_buckets(optimizer, jobs: list[Job], norm_scale, amp_scale, skip_all, am
                 skip = (sums[:, b.reductions] > 0).to(torch.int64)
         fi = None if skip_all is None else skip_all.to(b.device).reshape(())
         flag = b.met if met is None or b.met.device != met.device else met
-        _op("fused_apply", b.apply, *lists, b.hyper, inputs, skip, gmul, fi, b.bad, flag)
+        _op("fused_apply", b.apply, *lists, b.hyper, inputs, skip, gmul, fi, b.bad, flag,
+            b.meta)
         if met is not None and flag is not met:  # a bucket on another device
             torch.maximum(met, flag.to(met.device), out=met)
             flag.zero_()
@@ -241,10 +242,10 @@ def _path_name(device: torch.device) -> str:
 
 def _bucket_lists(job: Job, b) -> tuple[list, list, list, list]:
     """The operator arguments of bucket ``b``: its params, grads, flat states and steps."""
-    K = len(job.plan.graph.all_slots)
+    K = len(b.slots)  # per tensor (8-bit state: codes and scales of each slot)
     sl = slice(b.start, b.stop)
     p_, g_, st_ = job.params[sl], job.grads[sl], job.steps[sl]
-    s_ = job.states[b.start * K:b.stop * K]
+    s_ = job.states[b.state_start:b.state_start + (b.stop - b.start) * K]
     if job.plan.any_views:
         p_ = _real_views(p_, job.plan.views[sl])
         s_ = _real_views(s_, job.plan.views[sl], each=K)
@@ -423,7 +424,8 @@ def _reference_and_rows(optimizer, job: Job, norm_scale, amp_scale, skip_all, gu
             advance = ~skip_all.to(p.device).reshape(()).to(torch.bool)
             keep = advance if keep is None else keep & advance
         ref.apply(rule, p, g, optimizer.state.get(p, {}), S.step_of(optimizer, p), gmul,
-                  lazy=lazy and g.is_sparse, keep=keep, advance=advance)
+                  lazy=lazy and g.is_sparse, keep=keep, advance=advance,
+                  block=group["state_block_size"], rounding=plan.rounding.get(i))
         if not torch.compiler.is_compiling():
             path_counts["reference:requested" if plan.requested_reference else "reference"] += 1
     for i, kernel in plan.rows:

@@ -78,3 +78,39 @@ def betas(values: Any, count: int = 2) -> None:
 def choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
     if value not in allowed:
         _fail(name, value, "expected one of " + ", ".join(repr(a) for a in allowed))
+
+
+#: ``state_dtype`` given by name (text: the lab's entries, the CLI) is that torch dtype.
+_DTYPE_NAMES = ("float32", "bfloat16", "float64", "float16")
+
+
+def state_storage(group: dict[str, Any]) -> None:
+    """``state_dtype`` and the options of compact storage, and the combinations that have no
+    implementation (refused here, at construction, not at the first step). A dtype's name
+    (``"bfloat16"``) is replaced in ``group`` by the dtype itself."""
+    from ..backends import quantize
+
+    sd = group["state_dtype"]
+    if isinstance(sd, str) and sd in _DTYPE_NAMES:  # "bfloat16" (the lab's and CLI's text)
+        sd = group["state_dtype"] = getattr(torch, sd)
+    if sd is not None and sd != "8bit" and not (isinstance(sd, torch.dtype)
+                                               and sd.is_floating_point):
+        _fail("state_dtype", sd, "must be a floating-point torch.dtype (or its name, such as "
+              "'bfloat16'), '8bit' or None")
+    block = group["state_block_size"]
+    if isinstance(block, bool) or block not in quantize.BLOCK_SIZES:
+        _fail("state_block_size", block, "must be a power of two from "
+              f"{quantize.BLOCK_SIZES[0]} to {quantize.BLOCK_SIZES[-1]}")
+    size = group["state_min_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        _fail("state_min_size", size, "must be an integer >= 0")
+    flag("stochastic_rounding", group["stochastic_rounding"])
+    seed = group["rounding_seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+        _fail("rounding_seed", seed, "must be an integer in [0, 2**32)")
+    if sd == "8bit" and group["sparse"] == "lazy":
+        _fail("state_dtype", sd, "8-bit state has no lazy sparse update, which rewrites "
+              "single rows inside blocks: use sparse='dense' or another state_dtype")
+    if sd == "8bit" and group["differentiable"]:
+        _fail("state_dtype", sd, "8-bit state rounds to codes, which has no derivative: "
+              "differentiable=True needs a floating-point state_dtype")

@@ -30,7 +30,9 @@ STANDARD_DEFAULTS: dict[str, Any] = dict(
 )
 #: inertia's own options. A checkpoint carries one only when its value differs from this.
 EXTRA_DEFAULTS: dict[str, Any] = dict(nonfinite="guard", sparse="dense", state_dtype=None,
-                                      max_grad_norm=None)
+                                      max_grad_norm=None, state_block_size=256,
+                                      state_min_size=4096, stochastic_rounding=False,
+                                      rounding_seed=0)
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -56,9 +58,21 @@ class Optimizer(torch.optim.Optimizer):
       the update of the densified gradient; ``"lazy"`` updates only the rows present, and only
       their state (like torch's SparseAdam), which is what embedding tables want. The step
       count is global, and the trust ratios of LAMB/LARS are taken over the rows present.
-    * ``state_dtype`` (None): dtype of the optimizer state; None keeps the parameter's dtype.
-      ``torch.bfloat16`` halves the state's memory traffic; the update is still computed in
-      float32.
+    * ``state_dtype`` (None): how the optimizer state is stored; None keeps the parameter's
+      dtype. ``torch.bfloat16`` (or its name, ``"bfloat16"``) halves the state's memory;
+      the update is still computed in float32. ``"8bit"``: each state tensor in bytes, in
+      blocks of ``state_block_size``
+      (256; a power of two from 32 to 4096) elements within a row, with a float32 scale per
+      block (Adam: about 2.04 bytes per parameter instead of 8); tensors of fewer than
+      ``state_min_size`` (4096) elements, of one dimension or with rows of fewer than 16
+      elements keep float32 state. The kernels decode, update and re-encode each block in
+      one pass; see ``docs/memory.md`` (codes, error, checkpoints, measurements).
+    * ``stochastic_rounding`` (False): bfloat16 parameters take the float32 update rounded
+      stochastically (unbiased) instead of to nearest, so updates smaller than half a
+      bfloat16 unit are not lost; the random bits are a hash of (``rounding_seed``, the
+      parameter's position in the optimizer, the step, the element's index in the whole
+      tensor), so the result does not depend on threads, shards or backend and a resumed
+      run continues exactly. No effect on other parameters.
     * ``fused`` / ``foreach`` (None): None picks the fastest implementation available;
       False forces the readable reference implementation.
     * ``differentiable`` (False): record the step with autograd (reference path), so that a
@@ -117,9 +131,7 @@ class Optimizer(torch.optim.Optimizer):
     def _check_group(self, group: dict[str, Any]) -> None:
         _checks.choice("nonfinite policy", group["nonfinite"], NONFINITE_POLICIES)
         _checks.choice("sparse mode", group["sparse"], SPARSE_MODES)
-        sd = group["state_dtype"]
-        if sd is not None and not (isinstance(sd, torch.dtype) and sd.is_floating_point):
-            _checks._fail("state_dtype", sd, "must be a floating-point torch.dtype or None")
+        _checks.state_storage(group)
         for key in ("maximize", "capturable", "differentiable"):
             _checks.flag(key, group[key])
         for key in ("foreach", "fused"):
@@ -193,10 +205,18 @@ class Optimizer(torch.optim.Optimizer):
         checkpoint.validate(self, state_dict)
         pins = [{k: g[k] for k in pinned if k in g}
                 for g, pinned in zip(self.param_groups, self._pinned)]
+        kept = checkpoint.set_aside(self, state_dict)  # 8-bit codes torch would cast
         super().load_state_dict(state_dict)
-        checkpoint.adopt(self, pins)
+        checkpoint.adopt(self, pins, kept)
         self._steps.clear()  # counts kept beside the state are derived from it again
         self._state_version += 1
+
+    @torch._disable_dynamo
+    def torch_state_dict(self) -> dict[str, Any]:
+        """This optimizer's checkpoint in torch.optim's own format: state decoded to the
+        parameters' dtype (8-bit and bfloat16 state included), no inertia keys or options;
+        ``torch.optim.Adam`` and the others load it (:func:`inertia.optim.checkpoint.to_torch`)."""
+        return checkpoint.to_torch(self)
 
     # ------------------------------------------------------------------ state
 

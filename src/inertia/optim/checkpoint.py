@@ -16,6 +16,17 @@ the optimizer is left as it was. Options passed to the constructor are kept (a c
 never silently replaces ``state_dtype=torch.bfloat16`` by float32): the loaded state is
 converted to them. Checkpoints written before an option existed load with its default,
 and an integer ``step`` (very old torch files) becomes a float32 tensor.
+
+8-bit state. A ``state_dtype="8bit"`` optimizer's checkpoint holds what it keeps: the
+uint8 codes under the state's own key (``exp_avg``) and the float32 block scales under
+``<key>_absmax`` (inertia keys, next to torch's), with ``state_dtype`` (and a non-default
+``state_block_size``) among the group's options. Loading converts in every direction: into
+a float32 (or bfloat16) optimizer the state is decoded; into an 8-bit optimizer a float
+state is encoded, and an 8-bit one with another block size is decoded and encoded again
+(the error of one encoding: see ``docs/memory.md``). torch's loader would cast the codes
+and scales to the parameter's dtype; they are set aside before it runs and restored after.
+:func:`to_torch` gives torch.optim's own format (state decoded to the parameters' dtype,
+no inertia keys), which ``torch.optim.Adam`` and the others load as their own.
 """
 from __future__ import annotations
 
@@ -86,9 +97,42 @@ def validate(opt: "Optimizer", state_dict: dict[str, Any]) -> None:
                     f"{value.dtype} for a {p.dtype} parameter; nothing was loaded")
 
 
-def adopt(opt: "Optimizer", pins: list[dict[str, Any]]) -> None:
+def _owners(opt: "Optimizer", saved_groups: list) -> list[tuple[Any, Tensor, int]]:
+    """``(saved index, parameter, group index)`` in the order torch's loader pairs them."""
+    ids = chain.from_iterable(s["params"] for s in saved_groups)
+    params = [(p, i) for i, g in enumerate(opt.param_groups) for p in g["params"]]
+    return [(index, p, i) for index, (p, i) in zip(ids, params)]
+
+
+def set_aside(opt: "Optimizer", state_dict: dict[str, Any]) -> dict:
+    """The 8-bit codes and scales of ``state_dict`` by parameter, before torch's loader casts
+    every state tensor to its parameter's dtype; and each saved group's block size."""
+    from ..backends import quantize as Q
+
+    saved_groups = state_dict.get("param_groups", [])
+    saved_state = state_dict.get("state", {})
+    kept: dict = {"blocks": [g.get("state_block_size", Q.DEFAULT_BLOCK) for g in saved_groups],
+                  "tensors": {}}
+    if len(saved_groups) != len(opt.param_groups):
+        return kept
+    for index, p, _ in _owners(opt, saved_groups):
+        entry = saved_state.get(index) or {}
+        raw = {k: v for k, v in entry.items() if isinstance(v, Tensor) and k != "step"
+               and (not (v.is_floating_point() or v.is_complex()) or Q.is_scale(k, entry))}
+        if raw:
+            kept["tensors"][p] = raw
+    return kept
+
+
+def adopt(opt: "Optimizer", pins: list[dict[str, Any]], kept: dict | None = None) -> None:
     """After torch's loader ran: restore pinned options, fill defaults, convert the state."""
-    for group, pinned in zip(opt.param_groups, pins):
+    from ..backends import quantize as Q
+    from ..engine import state as S
+
+    kept = kept or {"blocks": [], "tensors": {}}
+    for index, (group, pinned) in enumerate(zip(opt.param_groups, pins)):
+        saved_block = kept["blocks"][index] if index < len(kept["blocks"]) else \
+            group.get("state_block_size", Q.DEFAULT_BLOCK)
         group.update(pinned)
         for key, value in opt.defaults.items():
             group.setdefault(key, value)
@@ -103,14 +147,70 @@ def adopt(opt: "Optimizer", pins: list[dict[str, Any]]) -> None:
                 # a float32 count on the parameter's device, whatever the file held
                 value = step.detach() if isinstance(step, Tensor) else torch.tensor(float(step))
                 state["step"] = value.to(dtype=torch.float32, device=p.device)
-            target = group["state_dtype"] or p.dtype
+            for key, value in kept["tensors"].get(p, {}).items():
+                state[key] = value.to(device=p.device)  # as saved, not cast by torch's loader
+            target = S.state_dtype(group, p)
             scalars = state_policy.scalar_keys(opt.rule(group))
-            for key, value in state.items():
-                if key == "step" or not isinstance(value, Tensor):
+            for key, value in list(state.items()):
+                if key == "step" or not isinstance(value, Tensor) or key not in state:
                     continue
+                if Q.is_scale(key, state):
+                    continue  # scales: converted with their codes
                 if key in scalars:  # per-tensor scalar state (mu_product): float32 always
                     state[key] = value.to(device=p.device, dtype=torch.float32)
+                elif Q.scale_key(key) in state or isinstance(target, Q.Blockwise):
+                    _convert_8bit(state, key, p, target, saved_block)
                 elif value.is_floating_point() and not p.is_complex():
                     state[key] = value.to(dtype=target, device=p.device)
                 else:
                     state[key] = value.to(device=p.device)
+
+
+def _convert_8bit(state: dict, key: str, p: Tensor, target, saved_block: int) -> None:
+    """State ``key`` of ``p`` from what was loaded (8-bit blocks of ``saved_block``, or
+    numbers) to the ``target`` storage (8-bit blocks or a dtype)."""
+    from ..backends import quantize as Q
+    from ..engine import state as S
+
+    scale = Q.scale_key(key)
+    coded = scale in state
+    if isinstance(target, Q.Blockwise) and coded and saved_block == target.block:
+        return  # already as wanted
+    values = S.load(state, key, saved_block)
+    state.pop(scale, None)
+    if isinstance(target, Q.Blockwise):
+        state.update(S.store(key, values.to(p.device), target, p))
+    else:
+        state[key] = values.to(dtype=target, device=p.device)
+
+
+def to_torch(opt: "Optimizer") -> dict[str, Any]:
+    """``opt``'s checkpoint in torch.optim's own format: every state tensor in its
+    parameter's dtype (8-bit state decoded, bfloat16 state widened), no ``_absmax`` scales
+    and no inertia options. ``torch.optim.Adam`` (SGD, RMSprop, Adagrad, AdamW) loads it as
+    its own; for an optimizer torch does not have, it is the float checkpoint."""
+    from ..backends import quantize as Q
+    from ..engine import state as S
+    from .base import EXTRA_DEFAULTS
+
+    packed = opt.state_dict()
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for group, saved in zip(opt.param_groups, packed["param_groups"]):
+        for key in EXTRA_DEFAULTS:
+            saved.pop(key, None)
+        for index in saved["params"]:
+            entry = packed["state"].get(index)
+            if not entry:
+                continue
+            p = params[index]
+            for key in list(entry):
+                value = entry.get(key)
+                if key == "step" or not isinstance(value, Tensor) or key not in entry:
+                    continue
+                if Q.scale_key(key) in entry:
+                    value = S.load(entry, key, group["state_block_size"])
+                    del entry[Q.scale_key(key)]
+                if (value.dim() > 0 or p.dim() == 0) and value.is_floating_point():
+                    value = value.to(p.dtype)
+                entry[key] = value
+    return packed
