@@ -182,11 +182,28 @@ def test_a_state_dtype_given_by_name_is_that_dtype():
 
 # ----------------------------------------------------------------------------- fused == reference
 
-def _assert_same(fast, ref, fast_params, ref_params, tol, codes_equal=0.99):
-    same = total = 0
-    for a, b in zip(fast_params, ref_params):
-        torch.testing.assert_close(a.detach(), b.detach(), **tol)
+def _flipped(fast, ref, fast_params, ref_params, into=None):
+    """Per parameter, the elements whose 8-bit code (of a state shaped like it) differs
+    between the two optimizers now, or-ed into ``into``."""
+    out = into or [torch.zeros(a.shape, dtype=torch.bool) for a in fast_params]
+    for mask, a, b in zip(out, fast_params, ref_params):
         sa, sb = fast.state[a], ref.state[b]
+        for key in sb:
+            if sa[key].dtype == torch.uint8 and sa[key].shape == a.shape:
+                mask |= sa[key] != sb[key]
+    return out
+
+
+def _assert_same(fast, ref, fast_params, ref_params, tol, codes_equal=0.99, flipped=None):
+    """Parameters and state equal within ``tol``, at least ``codes_equal`` of the 8-bit
+    codes identical; parameter elements in ``flipped`` (whose code was one step apart at
+    some step: they moved by that step's share of their update, which at Adadelta's lr=1
+    exceeds ``tol``) are left out of the parameter comparison."""
+    same = total = 0
+    for k, (a, b) in enumerate(zip(fast_params, ref_params)):
+        sa, sb = fast.state[a], ref.state[b]
+        ok = ~flipped[k] if flipped is not None else torch.ones(a.shape, dtype=torch.bool)
+        torch.testing.assert_close(a.detach()[ok], b.detach()[ok], **tol)
         assert sa.keys() == sb.keys()
         for key in sb:
             assert sa[key].dtype == sb[key].dtype, key
@@ -208,11 +225,17 @@ def test_8bit_state_fused_equals_reference(name):
     a, b = _params(), _params()
     fast, ref = info.make(a, config, **EIGHT), info.make(b, config, fused=False, **EIGHT)
     before = path_counts.copy()
-    _run([(fast, a), (ref, b)], 21)
-    assert sum(path_counts[k] - before[k] for k in ("cpu:native", "cpu:threads")) == 2 * 21
+    flipped = None
+    for t in range(21):
+        _run([(fast, a), (ref, b)], 1, start=t)
+        flipped = _flipped(fast, ref, a, b, flipped)
+    assert sum(int(m.sum()) for m in flipped) <= 0.01 * sum(m.numel() for m in flipped)
+    # Muon and Adafactor need whole tensors: their default path is the batched one
+    paths = ("cpu:native", "cpu:threads") if info.elementwise else ("reference:batched",)
+    assert sum(path_counts[k] - before[k] for k in paths) == 2 * 21
     assert fast.state[a[0]][next(k for k in fast.state[a[0]] if k != "step")].dtype in (
         torch.uint8, torch.float32)
-    _assert_same(fast, ref, a, b, dict(rtol=1e-4, atol=1e-5))
+    _assert_same(fast, ref, a, b, dict(rtol=1e-4, atol=1e-5), flipped=flipped)
 
 
 def test_8bit_state_with_float64_and_bfloat16_parameters():

@@ -114,23 +114,30 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step:
 
 
 def apply_many(rule: Transform, params: list, grads: list, states: list, steps: list,
-               gmuls: list, keeps: list | None = None, advance: Tensor | None = None) -> None:
+               gmuls: list, keeps: list | None = None, advance: Tensor | None = None,
+               block: int = Q.DEFAULT_BLOCK, roundings: list | None = None) -> None:
     """:func:`apply` for many tensors at once, through the rule's batched form ``rule.many``.
 
     For rules with whole-tensor transformations (Muon's Newton-Schulz iteration, Adafactor's
     row and column statistics; see :class:`~inertia.rules.transforms.Transform`), which
     batch their work over the tensors of a group. Conventions are :func:`apply`'s, per
-    tensor (dense gradients only: such rules refuse sparse ones before the step).
+    tensor (dense gradients only: such rules refuse sparse ones before the step), including
+    8-bit state (decoded before, encoded after) and ``roundings`` (one per tensor, or None).
     """
     record = torch.is_grad_enabled()
-    targets, currents, ps, gs = [], [], [], []
+    targets, currents, ps, gs, codeds = [], [], [], [], []
     for p, grad, state, counter, gmul in zip(params, grads, states, steps, gmuls):
         if p.is_complex():
             grad, p = _real(grad), _real(p)
             state = {k: _real(v) for k, v in state.items()}
-        state = {k: v for k, v in state.items() if k != "step"}
-        cd = compute_dtype(p.dtype, *(v.dtype for v in state.values() if isinstance(v, Tensor)))
-        current = {k: v.to(cd, copy=record) for k, v in state.items()}
+        coded = {k for k in state if Q.scale_key(k) in state}
+        stored = state
+        state = {k: v for k, v in state.items() if k != "step" and not Q.is_scale(k, state)}
+        cd = compute_dtype(p.dtype, *(v.dtype for k, v in state.items()
+                                      if isinstance(v, Tensor) and k not in coded))
+        values = {k: (_decode(stored, k, block) if k in coded else v) for k, v in state.items()}
+        codeds.append((coded, stored))
+        current = {k: v.to(cd, copy=record) for k, v in values.items()}
         current["step"] = counter.to(torch.float64) + 1
         g = grad.to(cd)
         if not (isinstance(gmul, (int, float)) and gmul == 1):
@@ -142,9 +149,16 @@ def apply_many(rule: Transform, params: list, grads: list, states: list, steps: 
     updates, changes = rule.many(gs, currents, ps)
     for i, ((p, state), param, update, changed) in enumerate(zip(targets, ps, updates, changes)):
         new = {None: param + update, **changed}
-        if keeps is not None and keeps[i] is not None:
+        keep = keeps[i] if keeps is not None else None
+        if keep is not None:
             old = {None: param, **{k: currents[i][k] for k in changed}}
-            new = {k: torch.where(keeps[i], v, old[k]) for k, v in new.items()}
+            new = {k: torch.where(keep, v, old[k]) for k, v in new.items()}
+        rounding = roundings[i] if roundings is not None else None
+        if rounding is not None and p.dtype == torch.bfloat16:
+            new[None] = _stochastic(p, new[None], rounding, currents[i]["step"], None)
+        coded, stored = codeds[i]
+        for key in coded & new.keys():
+            _encode(stored, key, new.pop(key), block, keep)
         p.copy_(new.pop(None))
         for key, value in new.items():
             state[key].copy_(value)

@@ -471,7 +471,9 @@ def _batched(optimizer, job: Job, rule, norm_scale, amp_scale, skip_all, guard) 
         keeps = [advance.to(p.device) & k if keeps else advance.to(p.device)
                  for p, k in zip(ps, keeps or [None] * len(ps))]
     ref.apply_many(rule, ps, grads, [optimizer.state.get(p, {}) for p in ps],
-                   [S.step_of(optimizer, p) for p in ps], gmuls, keeps, advance)
+                   [S.step_of(optimizer, p) for p in ps], gmuls, keeps, advance,
+                   block=group["state_block_size"],
+                   roundings=[plan.rounding.get(i) for i in plan.reference])
     if not torch.compiler.is_compiling():
         path_counts["reference:batched"] += 1
     return met
