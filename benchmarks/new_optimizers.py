@@ -22,8 +22,7 @@ section, since the machine may be shared):
 
 Each in float32 and in bfloat16 parameters (optimizer state in the parameter's dtype for
 every library, as torch keeps it). ``--threads`` sets torch's intra-op threads (default 1:
-on a shared machine a parallel region whose second thread loses its core stalls a step, see
-``results/step_throughput_2threads.md``). Also reported, not timed: bytes of optimizer state
+on a shared machine a parallel region whose second thread loses its core stalls a step). Also reported, not timed: bytes of optimizer state
 per parameter. Writes ``benchmarks/results/new_optimizers[_quick].md`` and ``.json``.
 """
 from __future__ import annotations
