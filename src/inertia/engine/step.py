@@ -400,6 +400,18 @@ def _global_norm(optimizer, jobs: list[Job]) -> Tensor:
     return total_sq.sqrt()
 
 
+def _finite(x: Tensor) -> Tensor:
+    """A 0-d bool tensor: every element of ``x`` is finite. One read of ``x`` (``aminmax``
+    propagates NaN, and an infinity shows at one end), where ``isfinite(x).all()`` makes
+    three passes and temporaries; no host synchronisation."""
+    if x.numel() == 0:
+        return torch.ones((), dtype=torch.bool, device=x.device)
+    if x.is_complex():
+        x = torch.view_as_real(x)
+    lo, hi = torch.aminmax(x.detach())
+    return torch.isfinite(lo) & torch.isfinite(hi)
+
+
 def _reference_and_rows(optimizer, job: Job, norm_scale, amp_scale, skip_all, guard):
     """The tensors no dense kernel takes: the reference path and the lazy row kernel."""
     from ..backends import cpu
@@ -418,7 +430,7 @@ def _reference_and_rows(optimizer, job: Job, norm_scale, amp_scale, skip_all, gu
         gmul = _gmul(plan.constant(p.device, group), norm_scale, amp_scale)
         keep = advance = None
         if guard:
-            keep = torch.isfinite(_values(g)).all()
+            keep = _finite(_values(g))
             met.append(((~keep).to(optimizer._counter_device()), p))
         if skip_all is not None:
             advance = ~skip_all.to(p.device).reshape(()).to(torch.bool)
@@ -460,7 +472,7 @@ def _batched(optimizer, job: Job, rule, norm_scale, amp_scale, skip_all, guard) 
     if guard:
         # per tensor, over all its shards (one all_reduce for the sharded ones): every rank
         # keeps or skips the same tensors
-        bad = [(~torch.isfinite(D.local(g))).any().to(torch.float64).reshape(1) for g in grads]
+        bad = [(~_finite(D.local(g))).to(torch.float64).reshape(1) for g in grads]
         groups = [D.reduction_groups(p) for p in ps]
         if any(groups):
             D.all_reduce_rows(bad, groups)
