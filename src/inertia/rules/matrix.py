@@ -315,21 +315,17 @@ def clip_by_block_rms(d) -> Transform:
     return Transform(_no_state, update, _looped(update))
 
 
-def scale_by_param_scale(eps2) -> Transform:
-    r"""``u <- max(eps2, RMS(p)) u``: Adafactor's relative step, proportional to the
-    parameter's own scale."""
+def scale_by_relative_step(eps2, lr, flip_sign: bool = True) -> Transform:
+    r"""``u <- -max(eps2, RMS(p)) min(lr, 1/sqrt(t)) u``: Adafactor's step, relative to the
+    parameter's own scale, of size :math:`\rho_t = \min(\eta, 1/\sqrt t)`, for descent
+    (``flip_sign``). The two per-tensor factors are multiplied first, so the update is
+    scaled in one pass, as torch's ``param.add_(update, alpha=-alpha)`` does."""
+    sign = -1.0 if flip_sign else 1.0
 
     def update(u, state, p):
-        return u * torch.clamp(rms(p, _lead(state)), min=eps2), {}
-
-    return Transform(_no_state, update, _looped(update))
-
-
-def scale_by_step_cap(lr) -> Transform:
-    r"""``u <- min(lr, 1/sqrt(t)) u``: Adafactor's step size :math:`\rho_t`."""
-
-    def update(u, state, p):
-        return u * _per(torch.clamp(1 / state["step"].sqrt(), max=lr).to(u.dtype), u), {}
+        lead = _lead(state)
+        rho = _per(torch.clamp(1 / state["step"].sqrt(), max=lr).to(u.dtype), u)
+        return u * (torch.clamp(rms(p, lead), min=eps2) * rho * sign), {}
 
     return Transform(_no_state, update, _looped(update))
 
