@@ -148,18 +148,24 @@ def apply_many(rule: Transform, params: list, grads: list, states: list, steps: 
         gs.append(g)
     updates, changes = rule.many(gs, currents, ps)
     for i, ((p, state), param, update, changed) in enumerate(zip(targets, ps, updates, changes)):
-        new = {None: param + update, **changed}
         keep = keeps[i] if keeps is not None else None
+        rounding = roundings[i] if roundings is not None else None
+        if param is p and not (rounding is not None and p.dtype == torch.bfloat16):
+            # the parameter is its own compute copy: add the (kept) update in place, one
+            # pass instead of a sum, a select and a copy (the same additions, bit for bit)
+            p.add_(update if keep is None else torch.where(keep, update, 0))
+            param = None
+        new = {**changed} if param is None else {None: param + update, **changed}
         if keep is not None:
             old = {None: param, **{k: currents[i][k] for k in changed}}
             new = {k: torch.where(keep, v, old[k]) for k, v in new.items()}
-        rounding = roundings[i] if roundings is not None else None
         if rounding is not None and p.dtype == torch.bfloat16:
             new[None] = _stochastic(p, new[None], rounding, currents[i]["step"], None)
         coded, stored = codeds[i]
         for key in coded & new.keys():
             _encode(stored, key, new.pop(key), block, keep)
-        p.copy_(new.pop(None))
+        if None in new:
+            p.copy_(new.pop(None))
         for key, value in new.items():
             state[key].copy_(value)
         counter = steps[i]
