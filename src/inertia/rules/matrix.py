@@ -295,8 +295,14 @@ def scale_by_factored_rms(beta2_decay, eps1) -> Transform:
             # norm over dim=-2 walks it with a stride (measured ~15x slower on a CPU)
             col_mean = (u * u).sum(dim=-2, keepdim=True) / u.size(-2)
             col = torch.lerp(state["col_var"], col_mean, w)
-            var = (row @ col) / row.mean(dim=-2, keepdim=True).clamp(min=e1)
+            var = row @ col
+            denominator = row.mean(dim=-2, keepdim=True).clamp(min=e1)
             changed: State = {"row_var": row, "col_var": col}
+            if not torch.is_grad_enabled():
+                # ``var`` is this step's own temporary: finish in place, the same operations
+                # without a fresh tensor (fresh pages) for each (autograd needs them apart)
+                return var.div_(denominator).clamp_(min=e1 * e1).rsqrt_().mul_(u), changed
+            var = var / denominator
         else:
             w = weight.to(u.dtype) if isinstance(weight, Tensor) else weight
             var = torch.lerp(state["variance"], u * u, w)
