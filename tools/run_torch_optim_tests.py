@@ -38,7 +38,11 @@ from collections import defaultdict
 from pathlib import Path
 
 #: the optim_db entries whose optim_cls is swapped for inertia's class of the same name
-SWAPPED = ("Adagrad", "Adam", "AdamW", "RMSprop", "SGD")
+#: (``--optimizers`` picks some of them; the child process reads the choice from the environment)
+ALL_SHARED = ("Adagrad", "Adam", "AdamW", "RMSprop", "SGD",
+              "NAdam", "RAdam", "Adamax", "Adadelta", "Adafactor", "Muon")
+_ENV_ONLY = "INERTIA_TORCH_TESTS_OPTIMIZERS"
+SWAPPED = tuple(n for n in os.environ.get(_ENV_ONLY, ",".join(ALL_SHARED)).split(",") if n)
 #: a test generated for one of them on CPU: test_<what>_<Optimizer>_cpu[_<dtype>]...
 _SELECTED = re.compile(r"_(%s)_cpu(_|$)" % "|".join(SWAPPED))
 
@@ -157,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impl", choices=("inertia", "torch"), default="inertia",
                         help="whose classes optim_db points at (default: inertia)")
     parser.add_argument("--dynamo", action="store_true", help="set PYTORCH_TEST_WITH_DYNAMO=1")
+    parser.add_argument("--optimizers", default=",".join(ALL_SHARED),
+                        help="comma-separated optim_db names to swap and run (default: all shared)")
     parser.add_argument("-k", dest="keyword", default=None,
                         help="an extra pytest -k expression (e.g. a subset for the dynamo run)")
     parser.add_argument("--timeout", type=float, default=3600,
@@ -174,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env[_ENV_IMPL] = args.impl
     env[_ENV_LOG] = str(log)
+    env[_ENV_ONLY] = args.optimizers
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
     if args.dynamo:
         env["PYTORCH_TEST_WITH_DYNAMO"] = "1"

@@ -82,7 +82,7 @@ class Adafactor(Optimizer):
         if not _checks.number("eps", eps[1]) >= 0:
             _checks._fail("eps", eps, "epsilon2 should be >= 0")
         if not _checks.number("d value", group["d"]) >= 1:
-            _checks._fail("d value", group["d"], "the clipping threshold d should be >= 1")
+            _checks._fail("d value", group["d"], "Clipping threshold d should be >= 1")
         _checks.non_negative("weight_decay", group["weight_decay"])
 
     @staticmethod

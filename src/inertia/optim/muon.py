@@ -134,8 +134,10 @@ class Muon(Optimizer):
         if group["adjust_lr_fn"] not in (None, "original", "match_rms_adamw"):
             # "learning rate" first: torch's message ("Adjust learning rate function ... is
             # not supported") is about the learning rate too
+            # torch's own sentence in the reason, so code matching torch's message still does
             _checks._fail("learning rate adjustment adjust_lr_fn", group["adjust_lr_fn"],
-                          "expected None, 'original' or 'match_rms_adamw'")
+                          f"Adjust learning rate function {group['adjust_lr_fn']} is not supported;"
+                          " expected None, 'original' or 'match_rms_adamw'")
         dtype = group["ns_dtype"]
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             _checks._fail("ns_dtype", dtype, "must be a floating-point torch.dtype")
