@@ -143,3 +143,20 @@ def test_the_main_comparison_adds_the_newer_optimizers_where_they_apply(monkeypa
     assert names(cnn)[4:] == ["adamw", "adamw-schedulefree", "muon"]
     assert names(valley)[4:] == ["adamw", "adamw-schedulefree"]  # one 2-D point: no matrix for Muon
     assert names(api.resolve_workload("minibatch")) == [s.name for s in api.resolve_workload("minibatch").default_entries]
+
+
+def test_muon_on_a_convolutional_model_hands_everything_but_matrices_to_its_adamw_group():
+    """The main job runs Muon on mnist-cnn: its filters and biases are not matrices, so the
+    lab builds Muon's own split (a flat parameter list made every run fail at step 1)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    opt = build.build_optimizer(specs.parse_optimizer("muon:lr=0.01"), model.parameters())
+    groups = [(sorted(tuple(p.shape) for p in g["params"]), g["use_muon"] is not False)
+              for g in opt.param_groups]
+    assert groups == [([(3, 144)], True), ([(3,), (4,), (4, 1, 3, 3)], False)]
+    before = [p.detach().clone() for p in model.parameters()]
+    model(torch.randn(2, 1, 8, 8)).square().sum().backward()
+    opt.step()
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters()))

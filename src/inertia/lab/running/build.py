@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from ... import schedules
+from ...optim.registry import REGISTRY
 from ..specs import OptimizerSpec, SpecError, check_hparams, fail, hyperparameters, jsonable, optimizer_class, parse_schedule
 
 
@@ -44,6 +45,11 @@ def build_optimizer(spec: OptimizerSpec, params, default_lr: Mapping[str, float]
     hp, _ = resolve_lr(spec, default_lr)
     if "lr" not in hp and hyperparameters(cls).get("lr") == "required":
         raise fail(spec.source, f"{spec.name} has no default learning rate: give lr=")
+    info = REGISTRY.get(spec.name)
+    if info is not None and info.cls is cls and info.groups is not None:
+        # the optimizer's own split of a flat parameter list (Muon: the matrices, and the
+        # rest, convolution filters and biases included, in its AdamW group)
+        params = info.groups(list(params))
     try:
         return cls(params, **_dtypes(hp))
     except (ValueError, TypeError, RuntimeError) as exc:
