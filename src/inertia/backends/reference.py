@@ -41,6 +41,20 @@ def _real(x: Tensor) -> Tensor:
     return torch.view_as_real(x) if x.is_complex() else x
 
 
+def _open(p: Tensor, stored: dict[str, Any], block: int):
+    """A parameter's state as a rule reads it: ``(state, values, coded, cd)``: the state
+    tensors without the step count and the 8-bit scales, the same with 8-bit ones decoded,
+    the keys stored in 8 bits, and the compute dtype (of the parameter and the unencoded
+    state)."""
+    coded = {k for k in stored if Q.scale_key(k) in stored}
+    state = {k: v for k, v in stored.items() if k != "step" and not Q.is_scale(k, stored)}
+    cd = compute_dtype(p.dtype, *(v.dtype for k, v in state.items()
+                                  if isinstance(v, Tensor) and k not in coded))
+    values = {k: (_decode(stored, k, block) if k in coded else v)
+              for k, v in state.items()} if coded else state
+    return state, values, coded, cd
+
+
 def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step: Tensor,
           gmul: Any, lazy: bool = False, keep: Tensor | None = None,
           advance: Tensor | None = None, block: int = Q.DEFAULT_BLOCK,
@@ -66,13 +80,8 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step:
         grad = _real(grad.to_dense() if grad.is_sparse else grad)
         p = _real(p)
         state = {k: _real(v) for k, v in state.items()}
-    coded = {k for k in state if Q.scale_key(k) in state}
     stored = state
-    state = {k: v for k, v in state.items() if k != "step" and not Q.is_scale(k, state)}
-    cd = compute_dtype(p.dtype, *(v.dtype for k, v in state.items()
-                                  if isinstance(v, Tensor) and k not in coded))
-    if coded:
-        state = {k: (_decode(stored, k, block) if k in coded else v) for k, v in state.items()}
+    _, state, coded, cd = _open(p, stored, block)
     record = torch.is_grad_enabled()
     counter = step
     step = counter.to(torch.float64) + 1
@@ -130,12 +139,8 @@ def apply_many(rule: Transform, params: list, grads: list, states: list, steps: 
         if p.is_complex():
             grad, p = _real(grad), _real(p)
             state = {k: _real(v) for k, v in state.items()}
-        coded = {k for k in state if Q.scale_key(k) in state}
         stored = state
-        state = {k: v for k, v in state.items() if k != "step" and not Q.is_scale(k, state)}
-        cd = compute_dtype(p.dtype, *(v.dtype for k, v in state.items()
-                                      if isinstance(v, Tensor) and k not in coded))
-        values = {k: (_decode(stored, k, block) if k in coded else v) for k, v in state.items()}
+        state, values, coded, cd = _open(p, stored, block)
         codeds.append((coded, stored))
         current = {k: v.to(cd, copy=record) for k, v in values.items()}
         current["step"] = counter.to(torch.float64) + 1
