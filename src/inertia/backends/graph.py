@@ -199,6 +199,24 @@ def topological(graph: RuleGraph, roots: list[Sym] | None = None) -> list[Sym]:
     return _topological(roots if roots is not None else list(graph.outputs.values()))
 
 
+
+def scalar_program(graph: RuleGraph, roots: list[Sym], leaf: Callable[[Sym], str],
+                   ops: Mapping[str, str]) -> tuple[dict[int, str], list[str]]:
+    """Straight-line code computing the per-tensor scalar expressions ``roots``: each
+    operation a line ``v<k> = ...`` written with the backend's ``ops`` templates, each leaf
+    (constant, hyperparameter, step, scalar state) named by the backend's ``leaf``.
+    Returns the name of every node (by ``id``) and the lines."""
+    names: dict[int, str] = {}
+    lines: list[str] = []
+    for n in topological(graph, roots):
+        if n.op in ("const", "hyper", "step", "sload"):
+            names[id(n)] = leaf(n)
+        else:
+            names[id(n)] = f"v{len(names)}"
+            lines.append(f"{names[id(n)]} = {ops[n.op].format(*[names[id(a)] for a in n.args])}")
+    return names, lines
+
+
 def _digest(graph: RuleGraph) -> str:
     """A name for the graph's structure: equal digests compute the same thing."""
     order = topological(graph)

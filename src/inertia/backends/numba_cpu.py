@@ -41,7 +41,7 @@ import torch
 
 from . import cache
 from . import quantize as Q
-from .graph import RuleGraph, topological
+from .graph import RuleGraph, scalar_program, topological
 
 BLOCK = 1024          # elements checked together by the guard (4 KiB of float32 gradient)
 CHUNK = 1 << 15       # elements per chunk: 128 KiB of float32, a few arrays' worth fits in L2
@@ -86,21 +86,12 @@ def _finish_source(graph: RuleGraph, sdtype=None) -> str:
     (during it every chunk reads the old values; one writer per tensor, no race)."""
     if not graph.scalars_written:
         return ""
-    order = topological(graph, [graph.outputs[k] for k in graph.scalars_written])
-    names: dict[int, str] = {}
-    lines = []
-    for n in order:
-        if n.op == "const":
-            names[id(n)] = _literal(n.name)
-        elif n.op == "hyper":
-            names[id(n)] = f"h[{graph.hypers.index(n.name)}]"
-        elif n.op == "step":
-            names[id(n)] = "stp"
-        elif n.op == "sload":
-            names[id(n)] = f"ss{graph.scalars.index(n.name)}"
-        else:
-            names[id(n)] = f"v{len(names)}"
-            lines.append(f"{names[id(n)]} = {_OPS[n.op].format(*[names[id(a)] for a in n.args])}")
+    leaves = {"const": lambda n: _literal(n.name),
+              "hyper": lambda n: f"h[{graph.hypers.index(n.name)}]",
+              "step": lambda n: "stp",
+              "sload": lambda n: f"ss{graph.scalars.index(n.name)}"}
+    names, lines = scalar_program(graph, [graph.outputs[k] for k in graph.scalars_written],
+                                  lambda n: leaves[n.op](n), _OPS)
     K = _elementwise_columns(graph, sdtype)
     reads = [f"ss{j} = np.float64(carray(address(tab[t, {3 + K + j}], F32), 1)[0])"
              for j in range(len(graph.scalars))]

@@ -29,7 +29,7 @@ import torch
 
 from . import cache
 from . import quantize as Q
-from .graph import RuleGraph, topological
+from .graph import RuleGraph, scalar_program, topological
 
 try:
     import triton  # noqa: F401
@@ -316,21 +316,12 @@ def _finish_source(graph: RuleGraph, ncol: int) -> str:
     sweep (during which every program reads the old values)."""
     if not graph.scalars_written:
         return ""
-    order = topological(graph, [graph.outputs[k] for k in graph.scalars_written])
-    names: dict[int, str] = {}
-    lines = []
-    for n in order:
-        if n.op == "const":
-            names[id(n)] = _literal(n.name)
-        elif n.op == "hyper":
-            names[id(n)] = f"tl.load(hyper + {graph.hypers.index(n.name)})"
-        elif n.op == "step":
-            names[id(n)] = "stp"
-        elif n.op == "sload":
-            names[id(n)] = f"ss{graph.scalars.index(n.name)}"
-        else:
-            names[id(n)] = f"v{len(names)}"
-            lines.append(f"{names[id(n)]} = {_OPS[n.op].format(*[names[id(a)] for a in n.args])}")
+    leaves = {"const": lambda n: _literal(n.name),
+              "hyper": lambda n: f"tl.load(hyper + {graph.hypers.index(n.name)})",
+              "step": lambda n: "stp",
+              "sload": lambda n: f"ss{graph.scalars.index(n.name)}"}
+    names, lines = scalar_program(graph, [graph.outputs[k] for k in graph.scalars_written],
+                                  lambda n: leaves[n.op](n), _OPS)
     K = len(graph.slots)
     reads = [f"ss{j} = tl.load(tl.load(table + t * {ncol} + {3 + K + j})"
              f".to(tl.pointer_type(tl.float32))).to(tl.float64)" for j in range(len(graph.scalars))]
