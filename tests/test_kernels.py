@@ -396,3 +396,87 @@ print("ok")
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+# --------------------------------------------------------------- Adafactor's hand-fused sweep
+# Adafactor's rule needs whole tensors (row and column sums), so it is not traced into the
+# elementwise kernels: on the CPU a hand-written sweep (backends/factored_cpu.py) runs it,
+# held here to the rule on torch ops (fused=False) over many steps, on params and state.
+
+ADAFACTOR_SHAPES = [(7, 5), (7, 5), (3, 4, 6), (5,), (), (300, 200), (1, 9)]
+ADAFACTOR_CASES = [
+    pytest.param(torch.float64, {}, dict(lr=0.05, weight_decay=0.1), id="f64-decay"),
+    pytest.param(torch.float32, {}, dict(lr=0.3, maximize=True, eps=(1e-20, 1e-3), d=2.0),
+                 id="f32-maximize-eps1-d"),
+    pytest.param(torch.float32, dict(state_dtype=torch.bfloat16), dict(lr=0.05),
+                 id="f32-bf16-state"),
+    pytest.param(torch.bfloat16, {}, dict(lr=0.05, weight_decay=0.01), id="bf16"),
+]
+
+
+@pytest.mark.parametrize("dtype,options,kw", ADAFACTOR_CASES)
+def test_adafactor_sweep_matches_the_rule_on_torch_ops(dtype, options, kw, parallel):
+    before = path_counts.copy()
+    # the second group's lr is a tensor (a scheduler's); one parameter never gets a gradient
+    other = dict(kw, lr=torch.tensor(kw["lr"] * 0.5))
+    pair = _pair("Adafactor", [kw, other], lambda j: _params(dtype, j, ADAFACTOR_SHAPES),
+                 **options)
+    _run(pair, steps=30, none_index=1)
+    # one sweep per group and step; the reference side's groups on torch ops
+    assert path_counts["cpu:factored"] - before["cpu:factored"] == 2 * 30
+    assert path_counts["reference:batched"] - before["reference:batched"] == 2 * 30
+    fast = pair[0][0]
+    assert step_of(fast, pair[0][1][0]["params"][0]).item() == 30
+    assert pair[0][1][0]["params"][1] not in fast.state
+    # sums in another order (and rsqrt(R/mean R) rsqrt(C) for rsqrt(R C/mean R)): a few ulps
+    # a step, grown over 30 steps of lr 0.3 to some 1e-6 on unit weights (each float32 path
+    # is as far from the float64 result: sweep 2.5e-6, torch ops 3.6e-6, torch 4.8e-6)
+    tol = {torch.float64: dict(rtol=1e-11, atol=1e-13), torch.float32: dict(rtol=2e-5, atol=1e-5),
+           torch.bfloat16: TOL[torch.bfloat16]}[dtype]
+    _assert_same(pair, tol, bit_equal=0.5 if dtype == torch.bfloat16 else 0.0)
+
+
+def test_adafactor_sweep_guard_leaves_a_nonfinite_tensor_as_it_was():
+    """A NaN in one gradient: that tensor and its statistics keep their values (the step
+    count advances, as on the torch-ops path), the others step, the step is counted."""
+    before = path_counts.copy()
+    pair = _pair("Adafactor", [dict(lr=0.05)], lambda j: _params(torch.float32, j, ADAFACTOR_SHAPES))
+    _run(pair, steps=3)
+    (fast, groups), _ = pair
+    kept = [p.detach().clone() for p in groups[0]["params"]]
+    stats = {k: v.clone() for k, v in fast.state[groups[0]["params"][2]].items()}
+    bad = lambda g: g.index_put_((torch.tensor([0]),), torch.tensor(float("nan")).to(g.dtype)) \
+        if g.shape == (3, 4, 6) else g  # noqa: E731
+    with pytest.warns(UserWarning, match="non-finite gradient in parameter 2 of group 0"):
+        _run(pair, steps=1, grad_fn=bad)
+    assert path_counts["cpu:factored"] - before["cpu:factored"] == 4
+    params = groups[0]["params"]
+    assert torch.equal(params[2].detach(), kept[2])
+    for key in ("row_var", "col_var"):
+        assert torch.equal(fast.state[params[2]][key], stats[key])
+    assert fast.state[params[2]]["step"].item() == 4
+    assert not torch.equal(params[0].detach(), kept[0])
+    assert int(fast.nonfinite_steps) == 1 and int(pair[1][0].nonfinite_steps) == 1
+    _assert_same(pair, dict(rtol=2e-5, atol=1e-6))
+
+
+def test_adafactor_sweep_with_clipping_and_what_it_does_not_take():
+    """``max_grad_norm`` scales the gradient inside the sweep; 8-bit state and a
+    non-contiguous parameter go to the rule on torch ops, in the same step."""
+    before = path_counts.copy()
+    def make(j):
+        params = _params(torch.float32, j, ADAFACTOR_SHAPES)
+        params[0] = torch.nn.Parameter(params[0].detach().t().contiguous().t())  # strided
+        return params
+    pair = _pair("Adafactor", [dict(lr=0.05)], make, max_grad_norm=0.5)
+    _run(pair, steps=10)
+    assert path_counts["cpu:factored"] - before["cpu:factored"] == 10
+    # the strided parameter on the default side, every tensor on the reference side
+    assert path_counts["reference:batched"] - before["reference:batched"] == 2 * 10
+    _assert_same(pair, dict(rtol=2e-5, atol=1e-6))
+    before = path_counts.copy()
+    pair = _pair("Adafactor", [dict(lr=0.05)], lambda j: _params(torch.float32, j, [(300, 300)]),
+                 state_dtype="8bit", state_min_size=16)
+    _run(pair, steps=5)
+    assert path_counts["cpu:factored"] == before["cpu:factored"]
+    _assert_same(pair, dict(rtol=2e-5, atol=1e-6))

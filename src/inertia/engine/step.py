@@ -464,11 +464,18 @@ def _batched(optimizer, job: Job, rule, norm_scale, amp_scale, skip_all, guard) 
     tensors in one call of ``rule.many``, each guarded whole, as on the reference path."""
     group, plan = job.group, job.plan
     ps = [group["params"][i] for i in plan.reference]
+    met: list = []
+    # (a whole step to skip: read on the CPU at no cost; the torch-ops path does the skip)
+    if rule.kernel is not None and not plan.requested_reference and not torch.is_grad_enabled() \
+            and not torch.compiler.is_compiling() \
+            and (skip_all is None or (skip_all.device.type == "cpu" and not bool(skip_all))):
+        ps, met = _hand_fused(optimizer, job, rule, ps, norm_scale, amp_scale, guard)
+        if not ps:
+            return met
     grads = [p.grad for p in ps]
     gmuls = [_gmul(plan.constant(p.device, group), norm_scale, amp_scale) for p in ps]
     keeps: list | None = None
     advance = None
-    met = []
     if guard:
         # per tensor, over all its shards (one all_reduce for the sharded ones): every rank
         # keeps or skips the same tensors
@@ -477,7 +484,7 @@ def _batched(optimizer, job: Job, rule, norm_scale, amp_scale, skip_all, guard) 
         if any(groups):
             D.all_reduce_rows(bad, groups)
         keeps = [b[0] == 0 for b in bad]
-        met = [((~k).to(optimizer._counter_device()), p) for k, p in zip(keeps, ps)]
+        met += [((~k).to(optimizer._counter_device()), p) for k, p in zip(keeps, ps)]
     if skip_all is not None:
         advance = ~skip_all.reshape(()).to(torch.bool)
         keeps = [advance.to(p.device) & k if keeps else advance.to(p.device)
@@ -489,6 +496,42 @@ def _batched(optimizer, job: Job, rule, norm_scale, amp_scale, skip_all, guard) 
     if not torch.compiler.is_compiling():
         path_counts["reference:batched"] += 1
     return met
+
+
+def _hand_fused(optimizer, job: Job, rule, ps: list, norm_scale, amp_scale,
+                guard: bool) -> tuple[list, list]:
+    """The tensors of a batched group that a hand-fused sweep of its rule (``rule.kernel``,
+    Adafactor's on the CPU) takes, stepped by it; returns the others (for the rule on torch
+    ops) and the guard's flags. One sweep per storage dtype pair."""
+    from ..backends import factored_cpu
+
+    name, numbers = rule.kernel
+    if name != "adafactor" or P._backend(torch.device("cpu")) != "cpu":  # (numba missing)
+        return ps, []
+    plan, group = job.plan, job.group
+    runs: dict[tuple, list[int]] = {}
+    rest = []
+    for k, (i, p) in enumerate(zip(plan.reference, ps)):
+        state = optimizer.state.get(p, {})
+        if factored_cpu.takes(p, p.grad, state, plan.rounding.get(i)):
+            first = state["row_var" if p.dim() > 1 else "variance"]
+            runs.setdefault((p.dtype, first.dtype), []).append(k)
+        else:
+            rest.append(p)
+    met = []
+    for members in runs.values():
+        chosen = [ps[k] for k in members]
+        # CPU tensors: reading the multiplier (sign, clipping, AMP scale) costs no sync
+        gmul = float(_gmul(plan.constant(chosen[0].device, group), norm_scale, amp_scale))
+        skipped = factored_cpu.step(chosen, [p.grad for p in chosen],
+                                    [optimizer.state[p] for p in chosen],
+                                    [S.step_of(optimizer, p) for p in chosen], gmul,
+                                    numbers, guard)
+        flag = torch.ones((), dtype=torch.bool, device=optimizer._counter_device())
+        met += [(flag, chosen[k]) for k in skipped]
+    if runs and not torch.compiler.is_compiling():
+        path_counts["cpu:factored"] += 1
+    return rest, met
 
 
 def _warn_first_nonfinite(optimizer, jobs, flagged) -> None:

@@ -7,7 +7,6 @@ from torch import Tensor
 
 from . import _checks
 from ..rules import matrix as M
-from ..rules import transforms as T
 from .base import Optimizer
 from .muon import refuse_unsupported
 
@@ -88,16 +87,8 @@ class Adafactor(Optimizer):
     @staticmethod
     def rule(group):
         eps1, eps2 = group["eps"]
-        decay = group["weight_decay"]
-        # the decay after the sign flip: -(a u + lr wd p) = -a u + (-lr wd) p exactly; a
-        # float 0 adds no pass (this rule runs on torch ops, never on the fused kernels)
-        no_decay = isinstance(decay, (int, float)) and decay == 0
-        return M.stacked(T.chain(
-            M.scale_by_factored_rms(group["beta2_decay"], eps1),
-            M.clip_by_block_rms(group["d"]),
-            M.scale_by_relative_step(eps2, group["lr"]),
-            *(() if no_decay else (T.add_decayed_weights(-group["lr"] * decay),)),
-        ))
+        return M.adafactor(group["lr"], group["beta2_decay"], eps1, eps2, group["d"],
+                           group["weight_decay"])
 
     def _init_group(self, group, *args):
         refuse_unsupported("Adafactor", group["params"])

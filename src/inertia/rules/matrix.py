@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .transforms import State, Transform, _no_state, each
+from .transforms import State, Transform, _no_state, add_decayed_weights, chain, each
 
 #: Keller Jordan's quintic Newton-Schulz coefficients (a, b, c), as ``torch.optim.Muon``'s.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -334,6 +334,28 @@ def scale_by_relative_step(eps2, lr, flip_sign: bool = True) -> Transform:
         return u * (torch.clamp(rms(p, lead), min=eps2) * rho * sign), {}
 
     return Transform(_no_state, update, _looped(update))
+
+
+def adafactor(lr, beta2_decay, eps1, eps2, d, weight_decay) -> Transform:
+    r"""Adafactor as ``torch.optim.Adafactor`` defines it: the factored second moment, the
+    update clipped to RMS ``d``, the step relative to the parameter's RMS, then decoupled
+    weight decay :math:`-\eta\lambda p` (after the sign flip: :math:`-(a u + \eta\lambda p)
+    = -a u + (-\eta\lambda) p` exactly), batched by shape (:func:`stacked`).
+
+    Tagged ``kernel=("adafactor", numbers)``: on the CPU the whole chain also runs as one
+    compiled sweep per tensor (:mod:`inertia.backends.factored_cpu`), tested equal to it.
+    """
+    # a float 0 adds no pass (this chain runs on torch ops, never traced into kernels)
+    no_decay = isinstance(weight_decay, (int, float)) and weight_decay == 0
+    rule = stacked(chain(
+        scale_by_factored_rms(beta2_decay, eps1),
+        clip_by_block_rms(d),
+        scale_by_relative_step(eps2, lr),
+        *(() if no_decay else (add_decayed_weights(-lr * weight_decay),)),
+    ))
+    numbers = dict(lr=lr, beta2_decay=beta2_decay, eps1=eps1, eps2=eps2, d=d,
+                   weight_decay=weight_decay)
+    return rule._replace(kernel=("adafactor", numbers))
 
 
 #: the most elements :func:`stacked` puts in one stack

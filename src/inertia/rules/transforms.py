@@ -45,11 +45,17 @@ class Transform(NamedTuple):
     that work can be batched over a group (tensors of one shape in one ``bmm``). A chain
     holding such a transformation is not traced into elementwise kernels: its groups run
     ``many`` on torch ops (see :func:`inertia.backends.reference.apply_many`).
+
+    ``kernel`` (optional) names a hand-fused sweep that computes exactly this
+    transformation, with its numbers: ``(name, {hyperparameter: value})``. A backend that
+    has that sweep may run it instead of ``many`` (Adafactor's, in
+    :mod:`inertia.backends.factored_cpu`); the tests hold the two equal.
     """
 
     init: Callable[[Tensor], State]
     update: Callable[[Tensor, State, Tensor], tuple[Tensor, State]]
     many: Callable[[list, list, list], tuple[list, list]] | None = None
+    kernel: tuple[str, dict] | None = None
 
 
 def _no_state(p: Tensor) -> State:
