@@ -55,6 +55,17 @@ def _open(p: Tensor, stored: dict[str, Any], block: int):
     return state, values, coded, cd
 
 
+def _held(keep: Tensor | None) -> Tensor | None:
+    """``keep``, or None where it is a CPU tensor that holds: reading it there synchronises
+    nothing, and the selects it would cost (a pass over the parameter and each state) are
+    skipped; the values written are the same. Not under ``torch.compile`` (no data-dependent
+    branch in a graph) nor on a GPU (a read would wait for the device)."""
+    if (keep is not None and type(keep) is Tensor and keep.device.type == "cpu"
+            and not torch.compiler.is_compiling() and bool(keep)):
+        return None
+    return keep
+
+
 def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step: Tensor,
           gmul: Any, lazy: bool = False, keep: Tensor | None = None,
           advance: Tensor | None = None, block: int = Q.DEFAULT_BLOCK,
@@ -73,6 +84,7 @@ def apply(rule: Transform, p: Tensor, grad: Tensor, state: dict[str, Any], step:
     stream of that key (:func:`.quantize.tensor_key`), its elements numbered from ``offset``
     (the shard's first element in the whole tensor).
     """
+    keep = _held(keep)
     if grad.is_sparse and not lazy:
         grad = grad.to_dense()
     if p.is_complex():
@@ -153,7 +165,7 @@ def apply_many(rule: Transform, params: list, grads: list, states: list, steps: 
         gs.append(g)
     updates, changes = rule.many(gs, currents, ps)
     for i, ((p, state), param, update, changed) in enumerate(zip(targets, ps, updates, changes)):
-        keep = keeps[i] if keeps is not None else None
+        keep = _held(keeps[i]) if keeps is not None else None
         rounding = roundings[i] if roundings is not None else None
         if param is p and not (rounding is not None and p.dtype == torch.bfloat16):
             # the parameter is its own compute copy: add the (kept) update in place, one
