@@ -28,8 +28,12 @@ from pathlib import Path
 
 import torch
 
+import inertia
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import step_throughput as bench  # noqa: E402
+from throughput import RESULTS  # noqa: E402  (the harness of step_throughput.py)
+from throughput.problems import INERTIA, optimizer, transformer_shapes  # noqa: E402
+from throughput.timing import Builder, interleaved, inverse, load_text, machine  # noqa: E402
 
 _WORST = re.compile(r"worst = np\.(uint\d+)\(0x[0-9A-F]+\) \* 0")
 
@@ -51,7 +55,7 @@ def fixed_guard():
         numba_cpu.source = original
 
 
-def with_fix(builder: bench.Builder) -> bench.Builder:
+def with_fix(builder: Builder) -> Builder:
     def build():
         with fixed_guard():
             step = builder()
@@ -70,15 +74,15 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    shapes = bench.transformer_shapes(args.params)
+    shapes = transformer_shapes(args.params)
     n = sum(torch.Size(s).numel() for s in shapes)
     lines = ["# The guard's exponent reduction: as it is and fixed, in the same rounds", "",
              f"`python benchmarks/guard_fix_whatif.py {' '.join(argv or sys.argv[1:])}`: "
              f"{n / 1e6:.1f}M float32 params (transformer-shaped) and 100 x 1k; "
-             f"{torch.get_num_threads()} torch thread(s), {bench._machine()}, torch "
+             f"{torch.get_num_threads()} torch thread(s), {machine()}, torch "
              f"{torch.__version__}; {args.rounds} interleaved rounds, medians. *fixed* = "
              "kernels generated with `worst = np.uint32(0)` (see the script's docstring). "
-             "Started " + time.strftime("%Y-%m-%d %H:%M") + f", load {bench._load_text()}.", "",
+             "Started " + time.strftime("%Y-%m-%d %H:%M") + f", load {load_text()}.", "",
              "| problem | optimizer | ms per step | guard cost | torch fused / inertia |",
              "|---|---|---|---|---|"]
     print(lines[2], flush=True)
@@ -93,31 +97,31 @@ def main(argv=None) -> None:
         opt.step = lambda: (torch.nn.utils.clip_grad_norm_(ps, 1.0, foreach=True), step())
         return opt
 
-    cases = {name: (bench.INERTIA[name], fused.get(name)) for name in args.only}
+    cases = {name: (INERTIA[name], fused.get(name)) for name in args.only}
     cases["AdamW max_grad_norm=1.0"] = (
-        lambda ps, **k: bench.inertia.AdamW(ps, lr=1e-3, max_grad_norm=1.0, **k), clipped)
+        lambda ps, **k: inertia.AdamW(ps, lr=1e-3, max_grad_norm=1.0, **k), clipped)
     for label, problem in (("large", shapes), ("small (100 x 1k)", [(1000,)] * 100)):
         for name, (make, theirs) in cases.items():
-            default = bench.optimizer(make, problem, "cpu")
-            unchecked = bench.optimizer(lambda ps, m=make: m(ps, nonfinite=None), problem,
+            default = optimizer(make, problem, "cpu")
+            unchecked = optimizer(lambda ps, m=make: m(ps, nonfinite=None), problem,
                                         "cpu")
             builders = {"default": default, "default, fixed": with_fix(default),
                         "unchecked": unchecked, "unchecked, fixed": with_fix(unchecked)}
             if theirs is not None:
-                builders["torch fused"] = bench.optimizer(theirs, problem, "cpu")
-            t = bench.interleaved(builders, args.rounds, args.block, "cpu")
+                builders["torch fused"] = optimizer(theirs, problem, "cpu")
+            t = interleaved(builders, args.rounds, args.block, "cpu")
             cells = "; ".join(f"{k} {t.median(k) * 1e3:.3f}" for k in t.samples)
             guard = (f"as is {_x(t.ratio('default', 'unchecked'))}, fixed "
                      f"{_x(t.ratio('default, fixed', 'unchecked, fixed'))}")
             speed = "-"
             if "torch fused" in t.samples:
-                speed = ", ".join(f"{k} {_x(bench._inverse(t.ratio(k, 'torch fused')))}"
+                speed = ", ".join(f"{k} {_x(inverse(t.ratio(k, 'torch fused')))}"
                                   for k in ("default", "default, fixed"))
             lines.append(f"| {label} | {name} | {cells} | {guard} | {speed} |")
             print(lines[-1] + f" (load {os.getloadavg()[0]:.2f})", flush=True)
     lines += ["", "Ratios: ratio of medians (interquartile range of the per-round ratios). "
-              f"Finished {time.strftime('%Y-%m-%d %H:%M')}, load {bench._load_text()}."]
-    (bench.RESULTS / "guard_fix_whatif.md").write_text("\n".join(lines) + "\n")
+              f"Finished {time.strftime('%Y-%m-%d %H:%M')}, load {load_text()}."]
+    (RESULTS / "guard_fix_whatif.md").write_text("\n".join(lines) + "\n")
 
 
 def _x(r) -> str:

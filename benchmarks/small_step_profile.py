@@ -34,7 +34,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import step_throughput as bench  # noqa: E402  (the same problems and timing harness)
+from throughput import RESULTS  # noqa: E402  (the same problems and timing harness)
+from throughput.problems import INERTIA, make_params, optimizer  # noqa: E402
+from throughput.timing import interleaved, load_text, machine, quartiles  # noqa: E402
 
 SHAPES = [(1000,)] * 100
 
@@ -56,8 +58,8 @@ def inertia_parts(name: str, nonfinite) -> dict:
     from inertia.backends.ops import KERNELS
 
     def made():
-        params = bench.make_params(SHAPES, "cpu")
-        opt = bench.INERTIA[name](params, nonfinite=nonfinite)
+        params = make_params(SHAPES, "cpu")
+        opt = INERTIA[name](params, nonfinite=nonfinite)
         opt.step()
         return opt
 
@@ -66,7 +68,7 @@ def inertia_parts(name: str, nonfinite) -> dict:
         plan, b, grads, gmul = _plan_args(opt)
         op = torch.ops.inertia.fused_apply
         return lambda: op(b.apply, plan.params, grads, plan.states, plan.steps, b.hyper,
-                          None, None, gmul, None, b.bad)
+                          None, None, gmul, None, b.bad, b.met)
 
     def check(op_name: str = "packet"):
         def build():
@@ -115,8 +117,8 @@ def inertia_parts(name: str, nonfinite) -> dict:
 
 
 def profile(name: str, steps: int = 3000) -> str:
-    params = bench.make_params(SHAPES, "cpu")
-    opt = bench.INERTIA[name](params)
+    params = make_params(SHAPES, "cpu")
+    opt = INERTIA[name](params)
     for _ in range(10):
         opt.step()
     prof = cProfile.Profile()
@@ -148,20 +150,20 @@ def main(argv=None) -> None:
 
     say(f"`python benchmarks/small_step_profile.py {' '.join(argv or sys.argv[1:])}`: torch "
         f"{torch.__version__}, {torch.get_num_threads()} thread(s), runner "
-        f"{ops.cpu_implementation()}, {bench._machine()}, {time.strftime('%Y-%m-%d %H:%M')}, "
-        f"load {bench._load_text()}")
+        f"{ops.cpu_implementation()}, {machine()}, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"load {load_text()}")
     o = torch.optim
     torch_make = {"SGD": lambda ps: o.SGD(ps, lr=1e-3, momentum=0.9, fused=True),
                   "Adam": lambda ps: o.Adam(ps, lr=1e-3, fused=True)}
     for name in ("SGD", "Adam"):
-        builders = {"torch fused step": bench.optimizer(torch_make[name], SHAPES, "cpu"),
+        builders = {"torch fused step": optimizer(torch_make[name], SHAPES, "cpu"),
                     **inertia_parts(name, "guard"), **inertia_parts(name, None)}
-        t = bench.interleaved(builders, args.rounds, args.block, "cpu")
+        t = interleaved(builders, args.rounds, args.block, "cpu")
         say(f"\n{name}: microseconds per step, median (interquartile range), "
-            f"{args.rounds} interleaved rounds; load after {bench._load_text()}")
+            f"{args.rounds} interleaved rounds; load after {load_text()}")
         base = t.median("torch fused step")
         for k in t.samples:
-            q1, q3 = bench.quartiles(t.samples[k])
+            q1, q3 = quartiles(t.samples[k])
             say(f"  {k:28s} {t.median(k) * 1e6:8.1f} ({q1 * 1e6:.1f}-{q3 * 1e6:.1f})"
                 f"  {t.median(k) / base:5.2f}x torch fused")
         for label in ("default", "unchecked"):
@@ -172,7 +174,7 @@ def main(argv=None) -> None:
         if args.profile:
             say(profile(name))
     text = "# Where a small-model step's time goes\n\n```\n" + "\n".join(out) + "\n```\n"
-    (bench.RESULTS / "small_step_profile.md").write_text(text)
+    (RESULTS / "small_step_profile.md").write_text(text)
 
 
 if __name__ == "__main__":
