@@ -109,7 +109,8 @@ def orthogonalize(coefficients=NS_COEFFICIENTS, steps: int = NS_STEPS, eps: floa
         return newton_schulz(u, coefficients, steps, eps, dtype)
 
     def update(u, state, p):
-        return shard_like(one(whole(u)).to(u.dtype), u), {}
+        return shard_like(one(whole(u)).to(u.dtype, memory_format=torch.contiguous_format),
+                          u), {}
 
     def many(us, states, ps):
         full = [whole(u) for u in us]
@@ -128,7 +129,10 @@ def orthogonalize(coefficients=NS_COEFFICIENTS, steps: int = NS_STEPS, eps: floa
                                    steps, eps, dtype)
             for k, i in enumerate(members):
                 out[i] = result[k]
-        return [shard_like(o.to(u.dtype), u) for o, u in zip(out, us)], [{} for _ in us]
+        # row-major again: a tall matrix's factor comes out transposed, and the update's
+        # elementwise passes with a transposed operand run several times slower on a CPU
+        return [shard_like(o.to(u.dtype, memory_format=torch.contiguous_format), u)
+                for o, u in zip(out, us)], [{} for _ in us]
 
     return Transform(_no_state, update, many)
 
