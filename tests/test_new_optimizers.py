@@ -309,3 +309,29 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), verbose=False)
     assert result.attempted > 0, f"{module} has no example"
     assert result.failed == 0
+
+
+def test_adafactor_without_numba_runs_the_rule_on_torch_ops():
+    """The core install has no numba: Adafactor's CPU sweep is then not imported at all,
+    and its groups run the rule on torch ops."""
+    import subprocess
+    import sys
+
+    script = '''
+import sys
+sys.modules["numba"] = None  # "import numba" raises ImportError
+import torch, inertia
+from inertia.engine.step import path_counts
+ps = [torch.nn.Parameter(torch.randn(6, 4)), torch.nn.Parameter(torch.randn(4))]
+opt = inertia.Adafactor(ps)
+for _ in range(3):
+    for p in ps:
+        p.grad = torch.randn_like(p)
+    opt.step()
+assert path_counts["reference:batched"] == 3 and not path_counts["cpu:factored"], path_counts
+assert "inertia.backends.factored_cpu" not in sys.modules
+print("ok")
+'''
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]

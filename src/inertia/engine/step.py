@@ -503,11 +503,11 @@ def _hand_fused(optimizer, job: Job, rule, ps: list, norm_scale, amp_scale,
     """The tensors of a batched group that a hand-fused sweep of its rule (``rule.kernel``,
     Adafactor's on the CPU) takes, stepped by it; returns the others (for the rule on torch
     ops) and the guard's flags. One sweep per storage dtype pair."""
-    from ..backends import factored_cpu
-
     name, numbers = rule.kernel
     if name != "adafactor" or P._backend(torch.device("cpu")) != "cpu":  # (numba missing)
         return ps, []
+    from ..backends import factored_cpu  # (imports numba)
+
     plan, group = job.plan, job.group
     runs: dict[tuple, list[int]] = {}
     rest = []
