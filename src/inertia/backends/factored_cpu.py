@@ -16,11 +16,15 @@ cache) and one read and write of the parameter:
 3. :math:`P \leftarrow P + s\, U / \max(1, \mathrm{RMS}(U)/d) - \eta\lambda P` with the
    relative step :math:`s = -\max(\epsilon_2, \mathrm{RMS}(P)) \min(\eta, 1/\sqrt t)`.
 
-Arithmetic is the reference's, in its compute dtype and order (torch's ``lerp`` formula,
-``rsqrt`` of the clamped estimate times the gradient, the clipped update times the step
-size); whole-tensor sums are accumulated in float64. The results equal the reference
-path's to rounding (tests: ``tests/test_new_optimizers.py``), not bit for bit, since sums
-are taken in another order. Tensors are spread over the kernel threads whole.
+Arithmetic is in the reference's compute dtype (float64 if the parameter or its state is,
+else float32), with torch's ``lerp`` formula for the statistics; sums are partial sums in
+the compute dtype (per row, and per block of rows for the columns) added up in float64. Two reorderings make the passes
+cheap: :math:`1/\sqrt{R_i C_j / \bar R}` is taken as :math:`1/\sqrt{R_i/\bar R} \cdot
+1/\sqrt{C_j}` (one root per row and per column, none per element, unless the clamp at
+:math:`\epsilon_1^2` applies), and the step size is divided by the clipping factor once.
+So the results equal the reference path's to a few ulps a step, not bit for bit
+(``tests/test_kernels.py``; equal to ``torch.optim.Adafactor``: ``tests/test_new_optimizers.py``).
+Tensors are spread over the kernel threads whole.
 
 What this sweep does not take (sharded, non-contiguous, 8-bit state, stochastic rounding,
 autograd, ``torch.compile``) runs the rule on torch ops (:func:`.reference.apply_many`).
