@@ -30,6 +30,23 @@ def _backward(model, x, y):
     torch.nn.functional.mse_loss(model(x), y).backward()
 
 
+def _train(models, step, eager, x, y, steps, before_step=None):
+    """``steps`` steps of the compiled ``step`` on ``models[0]`` and of ``eager`` on
+    ``models[1]``, on the same batch; ``before_step(t)`` runs before each pair of steps."""
+    for t in range(steps):
+        for model in models:
+            _backward(model, x, y)
+        if before_step is not None:
+            before_step(t)
+        step()
+        eager.step()
+
+
+def _assert_same_params(models, **tol):
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, **tol)
+
+
 def _pair(name, config="default", **extra):
     info = REGISTRY[name]
     kwargs = {**info.configs[config], **extra}
@@ -56,21 +73,17 @@ NEW = {"nadam", "radam", "adamax", "adadelta", "muon", "adafactor", "adamw-sched
     pytest.param(n, c, marks=[pytest.mark.slow] if n in NEW and k else [])
     for n, info in REGISTRY.items() for k, c in enumerate(list(info.configs)[:2])])
 def test_fullgraph_step_equals_eager_and_never_recompiles(name, config):
-    (model, ref), opt, eager, lr = _pair(name, config)
+    models, opt, eager, lr = _pair(name, config)
     counter = torch._dynamo.testing.CompileCounter()
     step = torch.compile(opt.step, backend=counter, fullgraph=True)
-    x, y = torch.randn(32, 8), torch.randn(32, 1)
-    for t in range(STEPS):
-        _backward(model, x, y)
-        _backward(ref, x, y)
-        new_lr = lr / (1 + t)  # a learning rate that changes every step
-        opt.param_groups[0]["lr"].fill_(new_lr)
-        eager.param_groups[0]["lr"] = new_lr
-        step()
-        eager.step()
+
+    def new_lr(t):  # a learning rate that changes every step
+        opt.param_groups[0]["lr"].fill_(lr / (1 + t))
+        eager.param_groups[0]["lr"] = lr / (1 + t)
+
+    _train(models, step, eager, torch.randn(32, 8), torch.randn(32, 1), STEPS, new_lr)
     assert counter.frame_count == 1  # one graph, traced once: no recompilation
-    for a, b in zip(model.parameters(), ref.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    _assert_same_params(models, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("scheduler", ["inertia", "torch"])
@@ -96,38 +109,25 @@ def test_learning_rate_schedulers_do_not_recompile(scheduler):
         rsched.step()
         frames.append(counter.frame_count)
     assert frames[-1] == frames[1]  # nothing compiled after the first steps
-    for a, b in zip(model.parameters(), ref.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    _assert_same_params((model, ref), rtol=1e-5, atol=1e-6)
 
 
 def test_clipping_and_the_step_compile_as_one_graph():
-    (model, ref), opt, eager, lr = _pair("adam", max_grad_norm=0.1)
+    models, opt, eager, lr = _pair("adam", max_grad_norm=0.1)
     counter = torch._dynamo.testing.CompileCounter()
     step = torch.compile(opt.step, backend=counter, fullgraph=True)
-    x, y = torch.randn(32, 8), torch.randn(32, 1)
-    for t in range(10):
-        _backward(model, x, y)
-        _backward(ref, x, y)
-        step()
-        eager.step()
+    _train(models, step, eager, torch.randn(32, 8), torch.randn(32, 1), 10)
     assert counter.frame_count == 1
     torch.testing.assert_close(opt.last_grad_norm, eager.last_grad_norm)
-    for a, b in zip(model.parameters(), ref.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    _assert_same_params(models, rtol=1e-6, atol=1e-7)
 
 
 def test_inductor_compiles_a_two_pass_step():
     """LAMB's reduce and apply operators through inductor, end to end (one inductor compile)."""
-    (model, ref), opt, eager, lr = _pair("lamb")
+    models, opt, eager, lr = _pair("lamb")
     step = torch.compile(opt.step, fullgraph=True)
-    x, y = torch.randn(32, 8), torch.randn(32, 1)
-    for t in range(5):
-        _backward(model, x, y)
-        _backward(ref, x, y)
-        step()
-        eager.step()
-    for a, b in zip(model.parameters(), ref.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    _train(models, step, eager, torch.randn(32, 8), torch.randn(32, 1), 5)
+    _assert_same_params(models, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", ["adamw-schedulefree", "sgd-schedulefree"])
@@ -150,17 +150,11 @@ def test_adafactor_stacks_equal_shapes_in_one_graph():
         return torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 8),
                                    torch.nn.Tanh(), torch.nn.Linear(8, 1))
 
-    compiled_model, eager_model = model(), model()
-    opt = inertia.Adafactor(compiled_model.parameters(), lr=torch.tensor(0.01), weight_decay=0.1)
-    eager = inertia.Adafactor(eager_model.parameters(), lr=0.01, weight_decay=0.1)
+    models = model(), model()
+    opt = inertia.Adafactor(models[0].parameters(), lr=torch.tensor(0.01), weight_decay=0.1)
+    eager = inertia.Adafactor(models[1].parameters(), lr=0.01, weight_decay=0.1)
     counter = torch._dynamo.testing.CompileCounter()
     step = torch.compile(opt.step, backend=counter, fullgraph=True)
-    x, y = torch.randn(16, 8), torch.randn(16, 1)
-    for _ in range(10):
-        _backward(compiled_model, x, y)
-        _backward(eager_model, x, y)
-        step()
-        eager.step()
+    _train(models, step, eager, torch.randn(16, 8), torch.randn(16, 1), 10)
     assert counter.frame_count == 1
-    for a, b in zip(compiled_model.parameters(), eager_model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    _assert_same_params(models, rtol=1e-6, atol=1e-7)
