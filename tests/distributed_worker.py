@@ -19,15 +19,18 @@ STEPS = 6
 BATCH = 16
 
 
-def _model():
+def _model(widths=(8, 32, 8, 3)):
+    """Linear layers of these widths with tanh between them, the same weights every call."""
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 8),
-                               torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    layers: list = []
+    for fan_in, fan_out in zip(widths, widths[1:]):
+        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.Tanh()]
+    return torch.nn.Sequential(*layers[:-1])
 
 
-def _batches():
-    gen = torch.Generator().manual_seed(1)
-    return [(torch.randn(BATCH, 8, generator=gen), torch.randn(BATCH, 3, generator=gen))
+def _batches(inputs=8, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn(BATCH, inputs, generator=gen), torch.randn(BATCH, 3, generator=gen))
             for _ in range(STEPS)]
 
 
@@ -232,15 +235,11 @@ EIGHT_BIT = dict(state_dtype="8bit", state_min_size=0, state_block_size=32)
 def _model8():
     """Layers whose rows hold 24-40 elements (8-bit blocks) and whose first dimensions (40,
     20, 3) split unevenly between two ranks."""
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(24, 40), torch.nn.Tanh(), torch.nn.Linear(40, 20),
-                               torch.nn.Tanh(), torch.nn.Linear(20, 3))
+    return _model((24, 40, 20, 3))
 
 
 def _batches8():
-    gen = torch.Generator().manual_seed(2)
-    return [(torch.randn(BATCH, 24, generator=gen), torch.randn(BATCH, 3, generator=gen))
-            for _ in range(STEPS)]
+    return _batches(inputs=24, seed=2)
 
 
 def memory_fsdp2(rank, world, out_dir):

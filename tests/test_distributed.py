@@ -92,23 +92,30 @@ def test_one_all_reduce_per_step_for_lamb(results):
     assert _scenario(results, "fsdp2-adam-clip")[0]["all_reduces_per_step"] == [1] * W.STEPS
 
 
-def test_a_checkpoint_saved_by_two_ranks_continues_in_one(results):
+def _load_into_one_process(model, opt, path):
+    """A ``torch.distributed.checkpoint`` the ranks saved, loaded into one process's model
+    and optimizer."""
+    import warnings
+
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (get_model_state_dict,
                                                          get_optimizer_state_dict,
                                                          set_model_state_dict,
                                                          set_optimizer_state_dict)
 
-    _, out = results
-    model = W._model()
-    opt = W._optimizer("lamb", model.parameters(), clip=False)
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}
-        dcp.load(state, checkpoint_id=str(out / "dcp"))
+        dcp.load(state, checkpoint_id=str(path))
         set_model_state_dict(model, state["model"])
         set_optimizer_state_dict(model, opt, state["optim"])
+
+
+def test_a_checkpoint_saved_by_two_ranks_continues_in_one(results):
+    _, out = results
+    model = W._model()
+    opt = W._optimizer("lamb", model.parameters(), clip=False)
+    _load_into_one_process(model, opt, out / "dcp")
     W._train(model, opt, W._batches()[:3], 0, 1)
     expected = json.loads((out / "after_checkpoint.json").read_text())
     _close(W._full(model), expected)
@@ -142,24 +149,12 @@ def test_8bit_adam_under_fsdp2_equals_one_process(results):
 
 
 def test_an_8bit_checkpoint_saved_by_two_ranks_continues_in_one(results):
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import (get_model_state_dict,
-                                                         get_optimizer_state_dict,
-                                                         set_model_state_dict,
-                                                         set_optimizer_state_dict)
-
     import inertia
 
     _, out = results
     model = W._model8()
     opt = inertia.Adam(model.parameters(), lr=0.01, **W.EIGHT_BIT)
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}
-        dcp.load(state, checkpoint_id=str(out / "dcp8"))
-        set_model_state_dict(model, state["model"])
-        set_optimizer_state_dict(model, opt, state["optim"])
+    _load_into_one_process(model, opt, out / "dcp8")
     first = next(model.parameters())
     assert opt.state[first]["exp_avg"].dtype == torch.uint8
     W._train(model, opt, W._batches8()[:3], 0, 1)
