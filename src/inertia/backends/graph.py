@@ -200,17 +200,24 @@ def topological(graph: RuleGraph, roots: list[Sym] | None = None) -> list[Sym]:
 
 
 
-def scalar_program(graph: RuleGraph, roots: list[Sym], leaf: Callable[[Sym], str],
-                   ops: Mapping[str, str]) -> tuple[dict[int, str], list[str]]:
+def scalar_program(graph: RuleGraph, roots: list[Sym], ops: Mapping[str, str],
+                   literal: Callable[[float], str], hyper: Callable[[int], str]
+                   ) -> tuple[dict[int, str], list[str]]:
     """Straight-line code computing the per-tensor scalar expressions ``roots``: each
-    operation a line ``v<k> = ...`` written with the backend's ``ops`` templates, each leaf
-    (constant, hyperparameter, step, scalar state) named by the backend's ``leaf``.
-    Returns the name of every node (by ``id``) and the lines."""
+    operation a line ``v<k> = ...`` written with the backend's ``ops`` templates. Leaves: a
+    constant is the backend's ``literal``, hyperparameter ``i`` its ``hyper(i)`` (how it
+    reads the hyperparameter buffer), the step ``stp`` and scalar state ``j`` ``ss<j>``
+    (locals the backend's program defines). Returns the name of every node (by ``id``) and
+    the lines."""
+    leaves = {"const": lambda n: literal(n.name),
+              "hyper": lambda n: hyper(graph.hypers.index(n.name)),
+              "step": lambda n: "stp",
+              "sload": lambda n: f"ss{graph.scalars.index(n.name)}"}
     names: dict[int, str] = {}
     lines: list[str] = []
     for n in topological(graph, roots):
-        if n.op in ("const", "hyper", "step", "sload"):
-            names[id(n)] = leaf(n)
+        if n.op in leaves:
+            names[id(n)] = leaves[n.op](n)
         else:
             names[id(n)] = f"v{len(names)}"
             lines.append(f"{names[id(n)]} = {ops[n.op].format(*[names[id(a)] for a in n.args])}")

@@ -86,12 +86,8 @@ def _finish_source(graph: RuleGraph, sdtype=None) -> str:
     (during it every chunk reads the old values; one writer per tensor, no race)."""
     if not graph.scalars_written:
         return ""
-    leaves = {"const": lambda n: _literal(n.name),
-              "hyper": lambda n: f"h[{graph.hypers.index(n.name)}]",
-              "step": lambda n: "stp",
-              "sload": lambda n: f"ss{graph.scalars.index(n.name)}"}
     names, lines = scalar_program(graph, [graph.outputs[k] for k in graph.scalars_written],
-                                  lambda n: leaves[n.op](n), _OPS)
+                                  _OPS, _literal, lambda i: f"h[{i}]")
     K = _elementwise_columns(graph, sdtype)
     reads = [f"ss{j} = np.float64(carray(address(tab[t, {3 + K + j}], F32), 1)[0])"
              for j in range(len(graph.scalars))]

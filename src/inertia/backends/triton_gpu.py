@@ -316,12 +316,8 @@ def _finish_source(graph: RuleGraph, ncol: int) -> str:
     sweep (during which every program reads the old values)."""
     if not graph.scalars_written:
         return ""
-    leaves = {"const": lambda n: _literal(n.name),
-              "hyper": lambda n: f"tl.load(hyper + {graph.hypers.index(n.name)})",
-              "step": lambda n: "stp",
-              "sload": lambda n: f"ss{graph.scalars.index(n.name)}"}
     names, lines = scalar_program(graph, [graph.outputs[k] for k in graph.scalars_written],
-                                  lambda n: leaves[n.op](n), _OPS)
+                                  _OPS, _literal, lambda i: f"tl.load(hyper + {i})")
     K = len(graph.slots)
     reads = [f"ss{j} = tl.load(tl.load(table + t * {ncol} + {3 + K + j})"
              f".to(tl.pointer_type(tl.float32))).to(tl.float64)" for j in range(len(graph.scalars))]
